@@ -61,6 +61,9 @@ class GPT2 {
   float* param_data();
   float* grad_data();
   void set_unit_buffers(int unit, float* params, float* grads);
+  // Frees the model's own full-size buffers (stage 3): from then on every unit is reached only through
+  // set_unit_buffers, and param_data()/grad_data() return nullptr.
+  void release_own_buffers();
   void set_hooks(UnitHooks* hooks);  // nullptr = none
 
   // GPT-2 init: N(0, 0.02), residual projections (attn.c_proj, mlp.c_proj weights) scaled by 1/sqrt(2 n_layer),

@@ -1,0 +1,185 @@
+#include "engine/runtime/trainer.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+
+#include "engine/base/error.h"
+#include "engine/base/logging.h"
+#include "engine/config/config_parser.h"
+#include "engine/data/data_loader.h"
+#include "engine/model/gpt2.h"
+#include "engine/optim/optimizer.h"
+#include "engine/runtime/metrics_writer.h"
+#include "engine/runtime/model_io.h"
+#include "engine/runtime/progress_bar.h"
+#include "engine/zero/zero_engine.h"
+
+namespace zt {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string default_data_dir() {
+  if (const char* env = std::getenv("ZT_DATA_DIR")) return env;
+  // Next to the binary (build tree: build/data) or in an installed prefix (share/zerotrain/data).
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    for (fs::path cand : {exe.parent_path() / "data", exe.parent_path().parent_path() / "data",
+                          exe.parent_path().parent_path() / "share/zerotrain/data"}) {
+      if (fs::exists(cand / "fortunes_train_000000.bin")) return cand.string();
+    }
+  }
+  return ZT_DEFAULT_DATA_DIR;
+}
+
+double mean_over_ranks(ProcessGroup& pg, double local) {
+  float v = static_cast<float>(local);
+  if (pg.size() > 1) pg.allreduce(&v, 1, DType::F32, ReduceOp::Avg);
+  return pg.size() > 1 ? static_cast<double>(v) : local;
+}
+
+}  // namespace
+
+std::vector<std::string> embedded_corpus_shards(bool val) {
+  fs::path dir = default_data_dir();
+  fs::path shard = dir / (val ? "fortunes_val_000000.bin" : "fortunes_train_000000.bin");
+  if (!fs::exists(shard))
+    throw RuntimeError("the embedded default corpus is missing (" + shard.string() +
+                       "): install Debian's fortunes packages and rebuild (the README's setup command does both), "
+                       "set ZT_DATA_DIR, or give data.train in the config");
+  return {shard.string()};
+}
+
+Trainer::Trainer(const Config& cfg, ProcessGroup& pg) : cfg_(cfg), pg_(pg) {}
+
+TrainSummary Trainer::run() {
+  const int rank = pg_.rank(), world = pg_.size();
+  const BatchConfig batch = resolve_batch(cfg_, world);
+  const int B = static_cast<int>(batch.micro_batch_per_gpu);
+  const int T = cfg_.data.seq_len;
+  const int64_t gas = batch.gradient_accumulation_steps;
+
+  const ModelDims dims = resolve_model_dims(cfg_.model);
+  GPT2 model(dims, cfg_.activation_checkpointing.enabled);
+  if (!cfg_.model.init_from.empty()) {
+    load_model_weights(model, cfg_.model.init_from);
+  } else {
+    model.init_weights(cfg_.train.seed);
+  }
+
+  std::vector<std::string> train_shards = cfg_.data.train, val_shards = cfg_.data.val;
+  if (train_shards.empty()) {
+    train_shards = embedded_corpus_shards(false);
+    if (val_shards.empty()) val_shards = embedded_corpus_shards(true);
+    if (rank == 0) spdlog::info("data: training on the embedded default corpus ({})", train_shards[0]);
+  }
+  DataLoader train(train_shards, B, T, rank, world, cfg_.train.seed, cfg_.data.shuffle, dims.vocab_size);
+  std::unique_ptr<DataLoader> val;
+  if (!val_shards.empty() && cfg_.train.eval_interval > 0)
+    val = std::make_unique<DataLoader>(val_shards, B, T, rank, world, cfg_.train.seed, false, dims.vocab_size);
+
+  auto engine = make_zero_engine(cfg_, model, pg_);
+
+  std::string metrics_path = cfg_.train.metrics_file.empty()
+                                 ? (fs::path(cfg_.train.save_dir) / "metrics.jsonl").string()
+                                 : cfg_.train.metrics_file;
+  std::unique_ptr<MetricsWriter> metrics;
+  if (rank == 0) {
+    metrics = std::make_unique<MetricsWriter>(metrics_path);
+    metrics->write({{"type", "run"},
+                   {"version", ZT_VERSION},
+                   {"world_size", world},
+                   {"num_params", model.num_params()},
+                   {"config", config_to_json(cfg_)}});
+  }
+
+  if (rank == 0)
+    spdlog::info("model: {} layers, {} heads, {} embd, vocab {}, {} parameters; ZeRO stage {}, world size {}, "
+                 "batch {} = micro {} x accumulation {} x ranks {}, seq_len {}",
+                 dims.n_layer, dims.n_head, dims.n_embd, dims.vocab_size, model.num_params(), engine->stage(), world,
+                 batch.train_batch_size, B, gas, world, T);
+
+  std::vector<int32_t> inputs(static_cast<size_t>(B) * T), targets(inputs.size());
+  TrainSummary summary;
+  const int64_t max_steps = cfg_.train.max_steps;
+  const double tokens_per_step = static_cast<double>(batch.train_batch_size) * T;
+  ProgressBar bar(max_steps, rank == 0 && isatty(STDOUT_FILENO));
+
+  for (int64_t step = 0; step < max_steps; ++step) {
+    auto t0 = std::chrono::steady_clock::now();
+    engine->begin_step();
+    double loss_sum = 0.0;
+    for (int64_t m = 0; m < gas; ++m) {
+      train.next_batch(inputs.data(), targets.data());
+      loss_sum += model.forward(inputs.data(), targets.data(), B, T);
+      model.backward(1.0f / static_cast<float>(gas));
+      engine->end_micro_batch(m + 1 == gas);
+    }
+    const double lr = scheduled_lr(cfg_.scheduler, cfg_.optimizer.lr, step);
+    StepResult r = engine->step(lr, step + 1);
+    const double loss = mean_over_ranks(pg_, loss_sum / static_cast<double>(gas));
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    summary.losses.push_back(loss);
+    summary.steps = step + 1;
+    if (!std::isfinite(loss)) throw RuntimeError("loss became " + std::to_string(loss) + " at step " +
+                                                 std::to_string(step + 1) + ": training diverged");
+
+    if (rank == 0) {
+      const MemoryStats mem = engine->memory();
+      metrics->write({{"type", "step"},
+                     {"step", step + 1},
+                     {"loss", loss},
+                     {"lr", lr},
+                     {"grad_norm", r.grad_norm},
+                     {"tokens_per_s", tokens_per_step / secs},
+                     {"ms_per_step", secs * 1e3},
+                     {"model_state_bytes", mem.model_state_bytes()},
+                     {"peak_rss_bytes", peak_rss_bytes()}});
+      if (step == 0)
+        spdlog::info("memory after the first step: params {} B, grads {} B, optimizer {} B, comm buffers {} B, "
+                     "peak RSS {} B",
+                     mem.param_bytes, mem.grad_bytes, mem.optimizer_bytes, mem.comm_bytes, peak_rss_bytes());
+      const bool print = cfg_.steps_per_print > 0 && ((step + 1) % cfg_.steps_per_print == 0 || step == 0);
+      if (print) {
+        bar.finish();
+        spdlog::info("step {:>5}/{} | loss {:.4f} | lr {:.3e} | grad norm {:.4f} | {:.0f} tok/s | {:.1f} ms",
+                     step + 1, max_steps, loss, lr, r.grad_norm, tokens_per_step / secs, secs * 1e3);
+      }
+      bar.update(step + 1, fmt::format("loss {:.4f}", loss));
+    }
+
+    const bool last = step + 1 == max_steps;
+    if (val && ((step + 1) % cfg_.train.eval_interval == 0 || last)) {
+      val->reset();
+      double vsum = 0.0;
+      for (int64_t e = 0; e < cfg_.train.eval_steps; ++e) {
+        val->next_batch(inputs.data(), targets.data());
+        vsum += model.forward(inputs.data(), targets.data(), B, T);
+      }
+      const double vloss = mean_over_ranks(pg_, vsum / static_cast<double>(std::max<int64_t>(1, cfg_.train.eval_steps)));
+      summary.last_val_loss = vloss;
+      if (rank == 0) {
+        bar.finish();
+        spdlog::info("eval at step {}: val loss {:.4f}", step + 1, vloss);
+        metrics->write({{"type", "eval"}, {"step", step + 1}, {"val_loss", vloss}});
+      }
+    }
+  }
+  bar.finish();
+
+  if (rank == 0) {
+    fs::path out = fs::path(cfg_.train.save_dir) / "model.safetensors";
+    save_model_weights(model, out.string());
+    spdlog::info("saved final weights to {}", out.string());
+  }
+  pg_.barrier();
+  return summary;
+}
+
+}  // namespace zt

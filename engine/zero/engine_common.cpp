@@ -1,0 +1,29 @@
+#include "engine/zero/engine_common.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace zt {
+
+void clip_to_global_norm(float* grads, size_t n, double norm, double max_norm) {
+  if (max_norm <= 0.0 || !std::isfinite(norm)) return;
+  double coef = max_norm / (norm + 1e-6);
+  if (coef < 1.0) scale_inplace(grads, n, static_cast<float>(coef));
+}
+
+std::vector<DecayRange> full_decay_ranges(const GPT2& model) {
+  std::vector<DecayRange> r;
+  for (const ParamInfo& p : model.params()) r.push_back({p.offset, p.offset + p.numel, p.weight_decay});
+  std::sort(r.begin(), r.end(), [](const DecayRange& a, const DecayRange& b) { return a.begin < b.begin; });
+  return r;
+}
+
+double global_norm_from_partitions(ProcessGroup& pg, double local_sum_squares) {
+  // Sent as two floats (high and low part) so the sum keeps close to double precision.
+  float parts[2] = {static_cast<float>(local_sum_squares), 0.0f};
+  parts[1] = static_cast<float>(local_sum_squares - static_cast<double>(parts[0]));
+  if (pg.size() > 1) pg.allreduce(parts, 2, DType::F32, ReduceOp::Sum);
+  return std::sqrt(static_cast<double>(parts[0]) + static_cast<double>(parts[1]));
+}
+
+}  // namespace zt

@@ -1,0 +1,22 @@
+#pragma once
+// Pieces every stage's engine shares.
+#include <cstddef>
+#include <vector>
+
+#include "engine/comm/process_group.h"
+#include "engine/model/gpt2.h"
+#include "engine/optim/optimizer.h"
+
+namespace zt {
+
+// Scales grads so that their global norm is at most max_norm (torch's clip_grad_norm_ rule:
+// coef = max_norm / (norm + 1e-6), applied when below 1). max_norm <= 0 disables clipping.
+void clip_to_global_norm(float* grads, size_t n, double norm, double max_norm);
+
+// Weight-decay ranges over the model's whole flat buffer.
+std::vector<DecayRange> full_decay_ranges(const GPT2& model);
+
+// sqrt of the sum over ranks of each rank's local sum of squares.
+double global_norm_from_partitions(ProcessGroup& pg, double local_sum_squares);
+
+}  // namespace zt

@@ -1,0 +1,135 @@
+#include "engine/zero/param_coordinator.h"
+
+#include <algorithm>
+
+#include "engine/base/error.h"
+
+namespace zt {
+
+namespace {
+constexpr size_t kMaxEvents = 1 << 16;  // enough for tests; the log stops growing after that
+}
+
+ParamCoordinator::ParamCoordinator(const PartitionMap& map, ProcessGroup& pg, const ZeroConfig& cfg,
+                                   const float* partition)
+    : map_(map), pg_(pg), cfg_(cfg), partition_(partition), units_(map.units().size()),
+      persistent_(map.units().size(), false) {
+  for (size_t u = 0; u < units_.size(); ++u)
+    persistent_[u] = static_cast<int64_t>(map.units()[u].numel) < cfg.stage3_param_persistence_threshold;
+}
+
+ParamCoordinator::~ParamCoordinator() {
+  for (UnitState& s : units_) {
+    if (s.pending) {
+      try {
+        s.pending->wait();
+      } catch (...) {
+      }
+    }
+  }
+}
+
+void ParamCoordinator::gather(int unit, bool async) {
+  UnitState& s = units_[static_cast<size_t>(unit)];
+  const UnitShard& sh = map_.units()[static_cast<size_t>(unit)];
+  s.buffer = pool_.acquire(sh.padded, false);
+  live_ += sh.padded;
+  peak_live_ = std::max(peak_live_, live_);
+  s.pending = pg_.allgather_async(partition_ + sh.local_offset, s.buffer, sh.shard, DType::F32);
+  if (!async) {
+    s.pending->wait();
+    s.pending.reset();
+  }
+}
+
+void ParamCoordinator::drop(int unit) {
+  UnitState& s = units_[static_cast<size_t>(unit)];
+  if (!s.buffer) return;
+  if (s.pending) {
+    s.pending->wait();
+    s.pending.reset();
+  }
+  pool_.release(s.buffer);
+  s.buffer = nullptr;
+  live_ -= map_.units()[static_cast<size_t>(unit)].padded;
+}
+
+float* ParamCoordinator::fetch(int unit) {
+  if (unit < 0 || static_cast<size_t>(unit) >= units_.size())
+    throw RuntimeError("ParamCoordinator: fetch of unknown unit " + std::to_string(unit));
+  UnitState& s = units_[static_cast<size_t>(unit)];
+  if (!trace_frozen_) trace_.push_back(unit);
+  size_t pos = 0;
+  if (trace_frozen_ && on_trace_) {
+    if (cursor_ < trace_.size() && trace_[cursor_] == unit) {
+      pos = cursor_++;
+    } else {
+      on_trace_ = false;  // a different order (eval, a changed schedule): fetch on demand until the next step
+    }
+  }
+  const bool hit = s.buffer != nullptr;
+  if (!hit) gather(unit, false);
+  if (s.pending) {
+    s.pending->wait();
+    s.pending.reset();
+  }
+  s.in_use = true;
+  if (record_events_ && events_.size() < kMaxEvents) events_.push_back({hit ? CoordinatorEvent::Hit : CoordinatorEvent::Fetch, unit});
+  if (trace_frozen_ && on_trace_) prefetch_after(pos);
+  return s.buffer;
+}
+
+void ParamCoordinator::prefetch_after(size_t pos) {
+  size_t bucket = 0;
+  for (size_t j = pos + 1; j < trace_.size(); ++j) {
+    const int v = trace_[j];
+    UnitState& s = units_[static_cast<size_t>(v)];
+    if (s.buffer) continue;
+    const size_t need = map_.units()[static_cast<size_t>(v)].padded;
+    if (static_cast<int64_t>(bucket + need) > cfg_.stage3_prefetch_bucket_size) break;
+    if (static_cast<int64_t>(live_ + need) > cfg_.stage3_max_live_parameters) break;
+    gather(v, true);
+    bucket += need;
+    if (record_events_ && events_.size() < kMaxEvents) events_.push_back({CoordinatorEvent::Prefetch, v});
+  }
+}
+
+bool ParamCoordinator::keep_for_reuse(int unit, size_t pos) const {
+  if (!trace_frozen_ || !on_trace_) return false;
+  // Elements the trace gathers between now and this unit's next use.
+  size_t distance = 0;
+  for (size_t j = pos; j < trace_.size(); ++j) {
+    if (trace_[j] == unit) {
+      return static_cast<int64_t>(distance) <= cfg_.stage3_max_reuse_distance &&
+             static_cast<int64_t>(live_) <= cfg_.stage3_max_live_parameters;
+    }
+    distance += map_.units()[static_cast<size_t>(trace_[j])].padded;
+  }
+  return false;
+}
+
+void ParamCoordinator::release(int unit) {
+  UnitState& s = units_[static_cast<size_t>(unit)];
+  s.in_use = false;
+  if (persistent_[static_cast<size_t>(unit)] || keep_for_reuse(unit, cursor_)) {
+    if (record_events_ && events_.size() < kMaxEvents) events_.push_back({CoordinatorEvent::Keep, unit});
+    return;
+  }
+  drop(unit);
+  if (record_events_ && events_.size() < kMaxEvents) events_.push_back({CoordinatorEvent::Release, unit});
+}
+
+void ParamCoordinator::begin_step() {
+  cursor_ = 0;
+  on_trace_ = trace_frozen_;
+}
+
+void ParamCoordinator::end_step() {
+  for (size_t u = 0; u < units_.size(); ++u) drop(static_cast<int>(u));
+  if (!trace_.empty()) trace_frozen_ = true;
+  for (size_t u = 0; u < units_.size(); ++u)
+    if (persistent_[u]) gather(static_cast<int>(u), false);
+  on_trace_ = false;
+}
+
+}  // namespace zt

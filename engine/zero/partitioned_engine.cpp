@@ -1,0 +1,143 @@
+// Stages 1 and 2: each rank keeps the fp32 master weights and optimizer state of its partition only, updates that
+// partition and all-gathers the result. Stage 1 reduces gradients once at the accumulation boundary (reduce-scatter
+// when `reduce_scatter`, else all-reduce and keep the owned part). Stage 2 reduce-scatters each unit's gradients
+// as soon as backward has finished them, so that full gradients exist only for the units backward is working on;
+// with `overlap_comm` those reduce-scatters run while backward goes on.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "engine/zero/engine_common.h"
+#include "engine/zero/gradient_bucketer.h"
+#include "engine/zero/partition_map.h"
+#include "engine/zero/unit_buffer_pool.h"
+#include "engine/zero/zero_engine.h"
+
+namespace zt {
+
+class PartitionedEngine : public ZeroEngine, private UnitHooks {
+ public:
+  PartitionedEngine(const Config& cfg, GPT2& model, ProcessGroup& pg, int stage)
+      : cfg_(cfg),
+        model_(model),
+        pg_(pg),
+        stage_(stage),
+        map_(model, pg.size()),
+        master_(map_.partition_numel()),
+        part_grads_(map_.partition_numel(), 0.0f),
+        optimizer_(make_optimizer(cfg.optimizer, map_.partition_numel())),
+        ranges_(map_.decay_ranges(model.params(), pg.rank())),
+        fwd_uses_(static_cast<size_t>(model.num_units()), 0),
+        bwd_uses_(static_cast<size_t>(model.num_units()), 0),
+        unit_grads_(static_cast<size_t>(model.num_units()), nullptr) {
+    map_.flat_to_partition(model.param_data(), master_.data(), pg.rank());
+    if (stage_ == 2) model_.set_hooks(this);
+  }
+
+  ~PartitionedEngine() override {
+    if (stage_ == 2) model_.set_hooks(nullptr);
+  }
+
+  void begin_step() override {
+    std::fill(part_grads_.begin(), part_grads_.end(), 0.0f);
+    if (stage_ == 1) model_.zero_grad();
+    // Forward-only passes (eval) also count uses; a step starts from zero.
+    std::fill(fwd_uses_.begin(), fwd_uses_.end(), 0);
+    std::fill(bwd_uses_.begin(), bwd_uses_.end(), 0);
+  }
+
+  void end_micro_batch(bool last) override {
+    if (stage_ == 2) {
+      // Every unit was handed to the bucketer during backward; collect this micro-batch's shards.
+      bucketer().finish(part_grads_.data());
+      std::fill(fwd_uses_.begin(), fwd_uses_.end(), 0);
+      std::fill(bwd_uses_.begin(), bwd_uses_.end(), 0);
+      return;
+    }
+    if (!last) return;
+    const float* g = model_.grad_data();
+    if (cfg_.zero.reduce_scatter || pg_.size() == 1) {
+      for (int u = 0; u < model_.num_units(); ++u) bucketer().add_unit(u, g + map_.units()[u].flat_offset);
+      bucketer().finish(part_grads_.data());
+    } else {
+      float* gm = model_.grad_data();
+      const size_t n = model_.num_params();
+      const size_t bucket = std::max<int64_t>(cfg_.zero.reduce_bucket_size, 1);
+      for (size_t at = 0; at < n; at += bucket)
+        pg_.allreduce(gm + at, std::min(bucket, n - at), DType::F32, ReduceOp::Avg);
+      map_.flat_to_partition(gm, part_grads_.data(), pg_.rank());
+    }
+  }
+
+  StepResult step(double lr, int64_t step) override {
+    StepResult r;
+    const size_t n = part_grads_.size();
+    r.grad_norm = global_norm_from_partitions(pg_, sum_squares(part_grads_.data(), n));
+    clip_to_global_norm(part_grads_.data(), n, r.grad_norm, cfg_.gradient_clipping);
+    optimizer_->step(master_.data(), part_grads_.data(), ranges_, lr, step);
+    allgather_partition(map_, pg_, master_.data(), model_.param_data(),
+                        static_cast<size_t>(std::max<int64_t>(cfg_.zero.allgather_bucket_size, 1)));
+    return r;
+  }
+
+  MemoryStats memory() const override {
+    MemoryStats m;
+    m.param_bytes = model_.num_params() * sizeof(float) + master_.size() * sizeof(float);
+    // Stage 1 keeps full gradients for accumulation; stage 2 only the partition plus the units in flight.
+    m.grad_bytes = part_grads_.size() * sizeof(float) +
+                   (stage_ == 1 ? model_.num_params() * sizeof(float) : pool_.peak_bytes_in_use());
+    m.optimizer_bytes = optimizer_->state().size() * optimizer_->size() * sizeof(float);
+    m.comm_bytes = bucketer_ ? bucketer_->comm_bytes() : 0;
+    return m;
+  }
+
+  int stage() const override { return stage_; }
+
+ private:
+  GradientBucketer& bucketer() {
+    if (!bucketer_)
+      bucketer_ = std::make_unique<GradientBucketer>(
+          map_, pg_, static_cast<size_t>(std::max<int64_t>(cfg_.zero.reduce_bucket_size, 1)),
+          stage_ == 2 && cfg_.zero.overlap_comm);
+    return *bucketer_;
+  }
+
+  // Stage 2's hooks: a unit's full gradient lives in a pooled buffer from its first backward use until backward
+  // has used it as often as forward did (the tied embedding is used twice), then is reduce-scattered and returned.
+  void before_forward(int unit) override { ++fwd_uses_[static_cast<size_t>(unit)]; }
+  void after_forward(int) override {}
+  void before_backward(int unit) override {
+    const size_t u = static_cast<size_t>(unit);
+    if (unit_grads_[u]) return;
+    const UnitShard& s = map_.units()[u];
+    unit_grads_[u] = pool_.acquire(s.numel, true);
+    model_.set_unit_buffers(unit, model_.param_data() + s.flat_offset, unit_grads_[u]);
+  }
+  void after_backward(int unit) override {
+    const size_t u = static_cast<size_t>(unit);
+    if (++bwd_uses_[u] < fwd_uses_[u]) return;
+    bucketer().add_unit(unit, unit_grads_[u]);
+    pool_.release(unit_grads_[u]);
+    unit_grads_[u] = nullptr;
+  }
+
+  const Config& cfg_;
+  GPT2& model_;
+  ProcessGroup& pg_;
+  int stage_;
+  PartitionMap map_;
+  std::vector<float> master_;      // fp32 master weights of this rank's partition
+  std::vector<float> part_grads_;  // reduced gradients of this rank's partition
+  std::unique_ptr<Optimizer> optimizer_;
+  std::vector<DecayRange> ranges_;
+  std::unique_ptr<GradientBucketer> bucketer_;
+  UnitBufferPool pool_;
+  std::vector<int> fwd_uses_, bwd_uses_;
+  std::vector<float*> unit_grads_;
+};
+
+std::unique_ptr<ZeroEngine> make_partitioned_engine(const Config& cfg, GPT2& model, ProcessGroup& pg, int stage) {
+  return std::make_unique<PartitionedEngine>(cfg, model, pg, stage);
+}
+
+}  // namespace zt

@@ -1,0 +1,118 @@
+// Stage 3: parameters, gradients and optimizer state all live partitioned. The model sees a unit's full
+// parameters only between the coordinator's fetch and release around each use; a unit's full gradient exists from
+// its first backward use until backward is done with it, then is reduce-scattered into the owned partition.
+#include <algorithm>
+#include <vector>
+
+#include "engine/zero/engine_common.h"
+#include "engine/zero/gradient_bucketer.h"
+#include "engine/zero/param_coordinator.h"
+#include "engine/zero/partition_map.h"
+#include "engine/zero/unit_buffer_pool.h"
+#include "engine/zero/zero_engine.h"
+
+namespace zt {
+
+class Stage3Engine : public ZeroEngine, private UnitHooks {
+ public:
+  Stage3Engine(const Config& cfg, GPT2& model, ProcessGroup& pg)
+      : cfg_(cfg),
+        model_(model),
+        pg_(pg),
+        map_(model, pg.size()),
+        master_(map_.partition_numel()),
+        part_grads_(map_.partition_numel(), 0.0f),
+        optimizer_(make_optimizer(cfg.optimizer, map_.partition_numel())),
+        ranges_(map_.decay_ranges(model.params(), pg.rank())),
+        bucketer_(map_, pg, static_cast<size_t>(std::max<int64_t>(cfg.zero.reduce_bucket_size, 1)),
+                  cfg.zero.overlap_comm),
+        fwd_uses_(static_cast<size_t>(model.num_units()), 0),
+        bwd_uses_(static_cast<size_t>(model.num_units()), 0),
+        unit_grads_(static_cast<size_t>(model.num_units()), nullptr) {
+    map_.flat_to_partition(model.param_data(), master_.data(), pg.rank());
+    model_.release_own_buffers();  // from here on the model sees parameters only through the hooks
+    coordinator_ = std::make_unique<ParamCoordinator>(map_, pg, cfg.zero, master_.data());
+    coordinator_->end_step();  // gathers the persistent units
+    model_.set_hooks(this);
+  }
+
+  ~Stage3Engine() override { model_.set_hooks(nullptr); }
+
+  void begin_step() override {
+    std::fill(part_grads_.begin(), part_grads_.end(), 0.0f);
+    reset_uses();
+    coordinator_->begin_step();
+  }
+
+  void end_micro_batch(bool) override {
+    bucketer_.finish(part_grads_.data());
+    reset_uses();
+  }
+
+  StepResult step(double lr, int64_t step) override {
+    StepResult r;
+    const size_t n = part_grads_.size();
+    r.grad_norm = global_norm_from_partitions(pg_, sum_squares(part_grads_.data(), n));
+    clip_to_global_norm(part_grads_.data(), n, r.grad_norm, cfg_.gradient_clipping);
+    optimizer_->step(master_.data(), part_grads_.data(), ranges_, lr, step);
+    coordinator_->end_step();
+    return r;
+  }
+
+  MemoryStats memory() const override {
+    MemoryStats m;
+    m.param_bytes = master_.size() * sizeof(float) + coordinator_->pool_peak_bytes();
+    m.grad_bytes = part_grads_.size() * sizeof(float) + grad_pool_.peak_bytes_in_use();
+    m.optimizer_bytes = optimizer_->state().size() * optimizer_->size() * sizeof(float);
+    m.comm_bytes = bucketer_.comm_bytes();
+    return m;
+  }
+
+  int stage() const override { return 3; }
+  const ParamCoordinator& coordinator() const { return *coordinator_; }
+
+ private:
+  void reset_uses() {
+    std::fill(fwd_uses_.begin(), fwd_uses_.end(), 0);
+    std::fill(bwd_uses_.begin(), bwd_uses_.end(), 0);
+  }
+
+  void before_forward(int unit) override {
+    ++fwd_uses_[static_cast<size_t>(unit)];
+    model_.set_unit_buffers(unit, coordinator_->fetch(unit), unit_grads_[static_cast<size_t>(unit)]);
+  }
+  void after_forward(int unit) override { coordinator_->release(unit); }
+  void before_backward(int unit) override {
+    const size_t u = static_cast<size_t>(unit);
+    if (!unit_grads_[u]) unit_grads_[u] = grad_pool_.acquire(map_.units()[u].numel, true);
+    model_.set_unit_buffers(unit, coordinator_->fetch(unit), unit_grads_[u]);
+  }
+  void after_backward(int unit) override {
+    const size_t u = static_cast<size_t>(unit);
+    coordinator_->release(unit);
+    if (++bwd_uses_[u] < fwd_uses_[u]) return;
+    bucketer_.add_unit(unit, unit_grads_[u]);
+    grad_pool_.release(unit_grads_[u]);
+    unit_grads_[u] = nullptr;
+  }
+
+  const Config& cfg_;
+  GPT2& model_;
+  ProcessGroup& pg_;
+  PartitionMap map_;
+  std::vector<float> master_;
+  std::vector<float> part_grads_;
+  std::unique_ptr<Optimizer> optimizer_;
+  std::vector<DecayRange> ranges_;
+  GradientBucketer bucketer_;
+  std::unique_ptr<ParamCoordinator> coordinator_;
+  UnitBufferPool grad_pool_;
+  std::vector<int> fwd_uses_, bwd_uses_;
+  std::vector<float*> unit_grads_;
+};
+
+std::unique_ptr<ZeroEngine> make_stage3_engine(const Config& cfg, GPT2& model, ProcessGroup& pg) {
+  return std::make_unique<Stage3Engine>(cfg, model, pg);
+}
+
+}  // namespace zt
