@@ -20,10 +20,11 @@ constexpr int64_t kMax = INT64_MAX;
 void parse_optimizer(const json& j, Config& cfg, ParseContext& ctx) {
   ObjectReader r(j, "optimizer", ctx);
   std::string type;
-  if (!r.get_choice("type", type, {"Adam", "AdamW", "SGD"}, /*case_insensitive=*/true))
-    config_fail(ctx, "optimizer.type: missing; expected one of \"Adam\", \"AdamW\", \"SGD\"");
   OptimizerConfig& o = cfg.optimizer;
-  o.type = type == "Adam" ? OptimizerType::Adam : type == "AdamW" ? OptimizerType::AdamW : OptimizerType::SGD;
+  if (r.get_choice("type", type, {"Adam", "AdamW", "SGD"}, /*case_insensitive=*/true))
+    o.type = type == "Adam" ? OptimizerType::Adam : type == "AdamW" ? OptimizerType::AdamW : OptimizerType::SGD;
+  else
+    cfg.notes.push_back("optimizer.type not given: using AdamW");
   r.not_implemented("legacy_fusion");
   if (const json* params = r.get_raw("params")) {
     ObjectReader p(*params, "optimizer.params", ctx);
