@@ -2,6 +2,7 @@
 #include "engine/config/config_parser.h"
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -469,6 +470,8 @@ Config parse_config_text(const std::string& json_text, const std::string& source
 }
 
 Config parse_config_file(const std::string& path, const std::vector<std::string>& overrides) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw ConfigError(path + ": cannot read config file: is a directory");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ConfigError(path + ": cannot open config file");
   std::ostringstream text;
