@@ -14,7 +14,14 @@ void apply_override(nlohmann::json& doc, const std::string& override_text) {
   std::string key_path = override_text.substr(0, eq);
   std::string value_text = override_text.substr(eq + 1);
   nlohmann::json value = nlohmann::json::parse(value_text, nullptr, /*allow_exceptions=*/false);
-  if (value.is_discarded()) value = value_text;  // not JSON: a plain string such as a path
+  if (value.is_discarded()) {
+    value = value_text;  // not JSON: a plain string such as a path
+    try {
+      (void)value.dump();
+    } catch (const nlohmann::json::exception&) {
+      throw ConfigError("override '" + key_path + "=...': the value is not valid UTF-8");
+    }
+  }
 
   if (!doc.is_object()) throw ConfigError("override '" + override_text + "': the config is not a JSON object");
   nlohmann::json* node = &doc;

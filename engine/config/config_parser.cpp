@@ -452,6 +452,12 @@ Config parse_config_text(const std::string& json_text, const std::string& source
     size_t colon = reason.find(": ");
     if (colon != std::string::npos) reason = reason.substr(colon + 2);
     throw ConfigError(source_name + ": invalid JSON at " + line_column(json_text, e.byte) + ": " + reason);
+  } catch (const json::exception& e) {
+    // Number overflow (e.g. 1e999) is reported as out_of_range, without a position.
+    std::string reason = e.what();
+    size_t bracket = reason.find("] ");
+    if (bracket != std::string::npos) reason = reason.substr(bracket + 2);
+    throw ConfigError(source_name + ": invalid JSON: " + reason);
   }
   for (const auto& o : overrides) {
     try {

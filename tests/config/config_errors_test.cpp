@@ -113,6 +113,16 @@ TEST(ConfigErrors, InvalidJsonReportsLineAndColumn) {
   EXPECT_EQ(trailing.rfind("test.json: invalid JSON at line 2, column 1: ", 0), 0u) << trailing;
 }
 
+TEST(ConfigErrors, NumberOverflowIsInvalidJson) {
+  EXPECT_EQ(config_error(with_batch("\"gradient_clipping\": 2e608")),
+            "test.json: invalid JSON: number overflow parsing '2e608'");
+}
+
+TEST(ConfigErrors, OverrideValueMustBeUtf8) {
+  EXPECT_EQ(config_error(with_batch(""), {"data.train=\xff\xfe"}),
+            "test.json: override 'data.train=...': the value is not valid UTF-8");
+}
+
 TEST(ConfigErrors, TopLevelMustBeAnObject) {
   EXPECT_EQ(config_error("[1, 2]"), "test.json: top level: expected a JSON object, found [1,2] (array)");
 }
