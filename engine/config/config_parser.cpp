@@ -30,7 +30,12 @@ void parse_optimizer(const json& j, Config& cfg, ParseContext& ctx) {
   if (const json* params = r.get_raw("params")) {
     ObjectReader p(*params, "optimizer.params", ctx);
     p.get_double("lr", o.lr, 0.0, HUGE_VAL);
-    if (const json* betas = p.get_raw("betas")) {
+    const json* betas = p.get_raw("betas");
+    if (betas && betas->is_string() && betas->get_ref<const std::string&>() == "auto") {
+      ctx.warnings->push_back("optimizer.params.betas is \"auto\": zerotrain uses its default [0.9, 0.999]");
+      betas = nullptr;
+    }
+    if (betas) {
       if (!betas->is_array() || betas->size() != 2 || !(*betas)[0].is_number() || !(*betas)[1].is_number())
         config_fail(ctx, "optimizer.params.betas: expected a list of two numbers in [0, 1), found " +
                              describe_value(*betas));

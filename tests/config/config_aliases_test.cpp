@@ -94,6 +94,40 @@ TEST(ConfigNumbers, AutoUsesZerotrainsValueAndSaysSo) {
   EXPECT_EQ(resolve_batch(cfg, 2).train_batch_size, 8);
 }
 
+// A Hugging Face Trainer style DeepSpeed config: "auto" almost everywhere, monitors, deprecated keys.
+TEST(ConfigRealWorld, HuggingFaceStyleZero3ConfigIsAccepted) {
+  Config cfg = parse_config_text(R"({
+    "fp16": {"enabled": "auto", "loss_scale": 0, "loss_scale_window": 1000, "initial_scale_power": 16,
+             "hysteresis": 2, "min_loss_scale": 1},
+    "bf16": {"enabled": "auto"},
+    "optimizer": {"type": "AdamW", "params": {"lr": "auto", "betas": "auto", "eps": "auto",
+                                             "weight_decay": "auto"}},
+    "scheduler": {"type": "WarmupLR", "params": {"warmup_min_lr": "auto", "warmup_max_lr": "auto",
+                                                "warmup_num_steps": "auto"}},
+    "zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu", "pin_memory": true},
+        "offload_param": {"device": "cpu", "pin_memory": true}, "overlap_comm": true,
+        "contiguous_gradients": true, "sub_group_size": 1e9, "reduce_bucket_size": "auto",
+        "stage3_prefetch_bucket_size": "auto", "stage3_param_persistence_threshold": "auto",
+        "stage3_max_live_parameters": 1e9, "stage3_max_reuse_distance": 1e9,
+        "stage3_gather_16bit_weights_on_model_save": true},
+    "gradient_accumulation_steps": "auto", "gradient_clipping": "auto", "steps_per_print": 2000,
+    "train_batch_size": "auto", "train_micro_batch_size_per_gpu": 4, "wall_clock_breakdown": false,
+    "tensorboard": {"enabled": true, "output_path": "logs/", "job_name": "x"},
+    "flops_profiler": {"enabled": false, "profile_step": 1, "module_depth": -1, "top_modules": 1,
+                       "detailed": true},
+    "comms_logger": {"enabled": false, "verbose": false, "prof_all": true, "debug": false}
+  })",
+                                 "hf.json");
+  EXPECT_EQ(cfg.zero.stage, 3);
+  EXPECT_FALSE(cfg.fp16.enabled);
+  EXPECT_FALSE(cfg.bf16);
+  EXPECT_DOUBLE_EQ(cfg.optimizer.beta2, 0.999);
+  EXPECT_DOUBLE_EQ(cfg.scheduler.warmup_max_lr, cfg.optimizer.lr);
+  EXPECT_EQ(cfg.zero.offload_param.device, OffloadDevice::Cpu);
+  EXPECT_TRUE(has_warning(cfg, "optimizer.params.betas is \"auto\""));
+  EXPECT_EQ(resolve_batch(cfg, 8).train_batch_size, 32);
+}
+
 TEST(ConfigOverrides, ValuesAreParsedAsJsonElseString) {
   Config cfg = parse_config_text(with_batch(R"("zero_optimization": {"stage": 1})"), "t",
                                  {"zero_optimization.stage=2", "train.max_steps=20", "data.train=/x/*.bin",
