@@ -72,7 +72,7 @@ struct OffloadParamConfig {
 struct ZeroConfig {
   int stage = 0;
   bool contiguous_gradients = true;
-  bool overlap_comm = false;  // DeepSpeed turns it on by default at stage 3
+  bool overlap_comm = false;  // DeepSpeed turns it on by default at stage 3 (the parser applies that)
   bool reduce_scatter = true;
   int64_t reduce_bucket_size = 500000000;
   bool allgather_partitions = true;
@@ -178,6 +178,7 @@ struct Config {
   int world_size = 0;  // 0 = not given (launcher decides)
 
   std::vector<std::string> warnings;  // deprecations and accepted-but-not-implemented keys, logged at start
+  std::vector<std::string> notes;     // informational lines (embedded defaults in use), logged at start
   std::string source_path;            // the file it came from
 };
 

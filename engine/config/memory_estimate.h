@@ -1,0 +1,56 @@
+#pragma once
+// Per-rank bytes of model states (parameters, gradients, optimizer states) by ZeRO's formulas (Rajbhandari et al.,
+// "ZeRO", section 3): with Ψ parameters and N ranks, mixed precision keeps 2Ψ params + 2Ψ grads + KΨ optimizer
+// state (K = 12: fp32 master copy, m, v); fp32 training keeps 4Ψ + 4Ψ + 8Ψ (m, v). Stage 1 partitions the optimizer
+// term over N, stage 2 also the gradients, stage 3 also the parameters. Activations are not included.
+#include <cstdint>
+#include <string>
+
+#include "engine/config/config.h"
+
+namespace zt {
+
+enum class Precision { Fp32, Bf16, Fp16 };
+
+const char* precision_name(Precision p);
+Precision config_precision(const Config& cfg);  // fp16.enabled -> Fp16, bf16 -> Bf16, else Fp32
+
+struct MemoryEstimateInput {
+  int64_t num_params = 0;  // Ψ
+  int stage = 0;           // 0..3
+  int world_size = 1;      // N
+  Precision precision = Precision::Fp32;
+  OffloadDevice optimizer_offload = OffloadDevice::None;  // moves the optimizer term off the device
+  OffloadDevice param_offload = OffloadDevice::None;      // moves the parameter term off the device (stage 3)
+  int optimizer_state_floats = 2;  // fp32 values per parameter besides the master copy: Adam 2, SGD 1 or 0
+};
+
+// Per rank. A partitioned term holds ceil(Ψ / N) elements, as an even partition padded to N pieces does.
+struct ModelStateBytes {
+  int64_t params = 0;
+  int64_t grads = 0;
+  int64_t optimizer_states = 0;
+  int64_t total = 0;  // params + grads + optimizer_states
+  // Where those bytes live.
+  int64_t device = 0;
+  int64_t host = 0;
+  int64_t nvme = 0;
+};
+
+ModelStateBytes estimate_model_state_bytes(const MemoryEstimateInput& in);
+
+// The input for a parsed config: its model's parameter count, stage, precision, offload and optimizer.
+MemoryEstimateInput memory_estimate_input(const Config& cfg, int world_size);
+
+// Exact parameter count of GPT-2 with the given dims (tied LM head):
+// wte V*C + wpe T*C + L * (ln_1 2C + c_attn C*3C+3C + attn.c_proj C*C+C + ln_2 2C + c_fc C*4C+4C + mlp.c_proj 4C*C+C)
+// + ln_f 2C.
+int64_t gpt2_param_count(const ModelConfig& model);
+
+// "1.50 GiB" style.
+std::string human_bytes(int64_t bytes);
+
+// The multi-line report printed by `zerotrain --dry-run`.
+std::string format_memory_estimate(const MemoryEstimateInput& in, const ModelStateBytes& bytes);
+
+}  // namespace zt

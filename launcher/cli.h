@@ -1,0 +1,36 @@
+#pragma once
+// The zerotrain command line:
+//   zerotrain [plan|sweep|report] --config FILE [key.path=value ...] [--dry-run] [--print-config] [--help]
+//             [--version] [--nproc_per_node N] [--nnodes M] [--node_rank R] [--master_addr A] [--master_port P]
+#include <string>
+#include <vector>
+
+namespace zt {
+
+struct CliArgs {
+  std::string subcommand;  // "" = train; "plan", "sweep", "report" are reserved
+  std::string config_path;
+  std::vector<std::string> overrides;  // positional key.path=value
+  bool dry_run = false;
+  bool print_config = false;
+  bool help = false;
+  bool version = false;
+  // Launcher options (0 / empty = not given).
+  int nproc_per_node = 0;
+  int nnodes = 0;
+  int node_rank = 0;
+  bool node_rank_given = false;
+  std::string master_addr;
+  int master_port = 0;
+};
+
+// Throws ConfigError for an unknown flag, a missing or bad value, or a stray positional argument. Does not require
+// --config (main decides, since --help and --version need none). Flags take "--flag VALUE" or "--flag=VALUE".
+CliArgs parse_cli(int argc, const char* const* argv);
+
+std::string cli_usage();
+
+// World size for a CPU run or an estimate: config world_size, else nproc_per_node * nnodes, else 1.
+int cli_world_size(int config_world_size, const CliArgs& args);
+
+}  // namespace zt
