@@ -2,6 +2,7 @@
 // finite-difference check of backward.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -276,6 +277,31 @@ TEST(GPT2Model, LogitsOnlyAndBadInputs) {
   bad[4] = d.vocab_size;
   EXPECT_THROW(m.forward(bad.data(), in.data(), 2, 3), zt::RuntimeError);
   EXPECT_THROW(m.forward(in.data(), in.data(), 1, d.block_size + 1), zt::RuntimeError);
+}
+
+TEST(GPT2Model, ShapeChangesGradScaleAndAccumulation) {
+  const zt::ModelDims d = tiny_dims();
+  const auto small = tokens(2 * 4 + 1, d.vocab_size, 31), big = tokens(3 * 9 + 1, d.vocab_size, 32);
+  zt::GPT2 a(d, false), fresh(d, false);
+  a.init_weights(2);
+  fresh.init_weights(2);
+  const float l_small = a.forward(small.data(), small.data() + 1, 2, 4);
+  const float l_big = a.forward(big.data(), big.data() + 1, 3, 9);
+  EXPECT_EQ(a.forward(small.data(), small.data() + 1, 2, 4), l_small);  // buffers re-sized back and forth
+  EXPECT_EQ(fresh.forward(big.data(), big.data() + 1, 3, 9), l_big);
+  // backward(s) adds s * grad; two calls accumulate.
+  fresh.backward(1.0f);
+  std::vector<float> g1(fresh.grad_data(), fresh.grad_data() + fresh.num_params());
+  fresh.zero_grad();
+  fresh.backward(0.25f);
+  fresh.backward(0.5f);
+  double max_err = 0, max_g = 0;
+  for (size_t i = 0; i < g1.size(); i++) {
+    max_err = std::max(max_err, (double)std::fabs(fresh.grad_data()[i] - 0.75f * g1[i]));
+    max_g = std::max(max_g, (double)std::fabs(g1[i]));
+  }
+  EXPECT_GT(max_g, 0.0);
+  EXPECT_LT(max_err, 1e-6 * max_g);
 }
 
 // Whole model against central differences of its own (float) loss, for a few random elements of every tensor.
