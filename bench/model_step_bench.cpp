@@ -16,20 +16,28 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; i++) {
     const std::string a = argv[i];
     auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
-    if (a == "--model") model = next();
-    else if (a == "--B") B = std::stoi(next());
-    else if (a == "--T") T = std::stoi(next());
-    else if (a == "--iters") iters = std::stoi(next());
-    else if (a == "--warmup") warmup = std::stoi(next());
-    else if (a == "--ckpt") ckpt = true;
+    if (a == "--model")
+      model = next();
+    else if (a == "--B")
+      B = std::stoi(next());
+    else if (a == "--T")
+      T = std::stoi(next());
+    else if (a == "--iters")
+      iters = std::stoi(next());
+    else if (a == "--warmup")
+      warmup = std::stoi(next());
+    else if (a == "--ckpt")
+      ckpt = true;
     else {
       std::fprintf(stderr, "unknown argument %s\n", a.c_str());
       return 2;
     }
   }
   zt::ModelDims d;
-  if (model == "gpt2-124M") d = {12, 12, 768, 50257, 1024};
-  else if (model == "gpt2-tiny") d = {2, 2, 64, 256, 64};
+  if (model == "gpt2-124M")
+    d = {12, 12, 768, 50257, 1024};
+  else if (model == "gpt2-tiny")
+    d = {2, 2, 64, 256, 64};
   else {
     std::fprintf(stderr, "unknown model %s (gpt2-124M, gpt2-tiny)\n", model.c_str());
     return 2;

@@ -42,7 +42,19 @@ namespace {
 
 // Parameter order inside a block, as Hugging Face lists them.
 enum BlockParam {
-  kLn1W, kLn1B, kAttnW, kAttnB, kAttnProjW, kAttnProjB, kLn2W, kLn2B, kFcW, kFcB, kFcProjW, kFcProjB, kNumBlockParams
+  kLn1W,
+  kLn1B,
+  kAttnW,
+  kAttnB,
+  kAttnProjW,
+  kAttnProjB,
+  kLn2W,
+  kLn2B,
+  kFcW,
+  kFcB,
+  kFcProjW,
+  kFcProjB,
+  kNumBlockParams
 };
 
 uint64_t splitmix64(uint64_t& state) {
@@ -75,15 +87,13 @@ struct GPT2::Impl {
   // Activations, allocated for one (B, T) and reused while it stays the same.
   int B = 0, T = 0;
   std::vector<float> acts_mem;
-  std::vector<float*> residual;  // n_layer + 1 residual streams: residual[l] is block l's input
+  std::vector<float*> residual;       // n_layer + 1 residual streams: residual[l] is block l's input
   std::vector<BlockActs> block_acts;  // n_layer sets, or one shared set with checkpointing
   int scratch_layer = -1;             // with checkpointing: which block's activations the shared set holds
-  float *tmp_c = nullptr;             // [BT,C] matmul output before its residual add
-  float *lnf = nullptr, *lnf_mean = nullptr, *lnf_rstd = nullptr, *logits = nullptr, *lse = nullptr,
-        *losses = nullptr;
+  float* tmp_c = nullptr;             // [BT,C] matmul output before its residual add
+  float *lnf = nullptr, *lnf_mean = nullptr, *lnf_rstd = nullptr, *logits = nullptr, *lse = nullptr, *losses = nullptr;
   // Backward scratch (shared by all blocks).
-  float *dres = nullptr, *dtmp_c = nullptr, *dqkv = nullptr, *dfch = nullptr,
-        *dlogits = nullptr;
+  float *dres = nullptr, *dtmp_c = nullptr, *dqkv = nullptr, *dfch = nullptr, *dlogits = nullptr;
   std::vector<int32_t> inputs, targets;
   bool have_targets = false;
 
@@ -104,10 +114,18 @@ struct GPT2::Impl {
     params.push_back(std::move(info));
   }
 
-  void before_fwd(int u) { if (hooks) hooks->before_forward(u); }
-  void after_fwd(int u) { if (hooks) hooks->after_forward(u); }
-  void before_bwd(int u) { if (hooks) hooks->before_backward(u); }
-  void after_bwd(int u) { if (hooks) hooks->after_backward(u); }
+  void before_fwd(int u) {
+    if (hooks) hooks->before_forward(u);
+  }
+  void after_fwd(int u) {
+    if (hooks) hooks->after_forward(u);
+  }
+  void before_bwd(int u) {
+    if (hooks) hooks->before_backward(u);
+  }
+  void after_bwd(int u) {
+    if (hooks) hooks->after_backward(u);
+  }
 
   void allocate_activations(int newB, int newT);
   void block_forward(int l);
@@ -122,9 +140,9 @@ void GPT2::Impl::allocate_activations(int newB, int newT) {
   const size_t block_floats = BT * C /*ln1*/ + 2 * BT + BT * 3 * C /*qkv*/ + BT * C /*atty*/ + B * NH * T * T +
                               BT * C /*residual2*/ + BT * C /*ln2*/ + 2 * BT + 2 * BT * 4 * C /*fch, fch_gelu*/;
   const size_t n_block_sets = ckpt ? 1 : L;
-  const size_t total = (L + 1) * BT * C + n_block_sets * block_floats + BT * C /*tmp_c*/ +
-                       BT * C + 2 * BT + BT * V + 2 * BT /*lnf.., logits, lse, losses*/ +
-                       BT * C * 2 + BT * 3 * C + BT * 4 * C + BT * V /*backward scratch*/;
+  const size_t total = (L + 1) * BT * C + n_block_sets * block_floats + BT * C /*tmp_c*/ + BT * C + 2 * BT + BT * V +
+                       2 * BT /*lnf.., logits, lse, losses*/ + BT * C * 2 + BT * 3 * C + BT * 4 * C +
+                       BT * V /*backward scratch*/;
   acts_mem.assign(total, 0.0f);
   float* cur = acts_mem.data();
   auto take = [&](size_t n) {
@@ -190,19 +208,19 @@ void GPT2::Impl::block_backward(int l) {
   BlockActs& a = block_acts[ckpt ? 0 : l];
   const float* x = residual[l];
   // MLP branch: residual3 = residual2 + c_proj(gelu(c_fc(ln_2(residual2))))
-  cpu_k::matmul_backward(dfch, g(bp(l, kFcProjW)), g(bp(l, kFcProjB)), dres, a.fch_gelu, p(bp(l, kFcProjW)), BT,
-                         4 * C, C);
+  cpu_k::matmul_backward(dfch, g(bp(l, kFcProjW)), g(bp(l, kFcProjB)), dres, a.fch_gelu, p(bp(l, kFcProjW)), BT, 4 * C,
+                         C);
   cpu_k::gelu_backward(dfch, a.fch, dfch, BT * 4 * C);
   cpu_k::matmul_backward(dtmp_c, g(bp(l, kFcW)), g(bp(l, kFcB)), dfch, a.ln2, p(bp(l, kFcW)), BT, C, 4 * C);
   cpu_k::layernorm_backward(dres, g(bp(l, kLn2W)), g(bp(l, kLn2B)), dtmp_c, a.residual2, p(bp(l, kLn2W)), a.ln2_mean,
                             a.ln2_rstd, BT, C);
   // Attention branch: residual2 = x + c_proj(attn(c_attn(ln_1(x))))
-  cpu_k::matmul_backward(dtmp_c, g(bp(l, kAttnProjW)), g(bp(l, kAttnProjB)), dres, a.atty, p(bp(l, kAttnProjW)), BT,
-                         C, C);
+  cpu_k::matmul_backward(dtmp_c, g(bp(l, kAttnProjW)), g(bp(l, kAttnProjB)), dres, a.atty, p(bp(l, kAttnProjW)), BT, C,
+                         C);
   cpu_k::attention_backward(dqkv, dtmp_c, a.qkv, a.att, B, T, C, NH);
   cpu_k::matmul_backward(dtmp_c, g(bp(l, kAttnW)), g(bp(l, kAttnB)), dqkv, a.ln1, p(bp(l, kAttnW)), BT, C, 3 * C);
-  cpu_k::layernorm_backward(dres, g(bp(l, kLn1W)), g(bp(l, kLn1B)), dtmp_c, x, p(bp(l, kLn1W)), a.ln1_mean,
-                            a.ln1_rstd, BT, C);
+  cpu_k::layernorm_backward(dres, g(bp(l, kLn1W)), g(bp(l, kLn1B)), dtmp_c, x, p(bp(l, kLn1W)), a.ln1_mean, a.ln1_rstd,
+                            BT, C);
 }
 
 GPT2::GPT2(const ModelDims& dims, bool activation_checkpointing) : impl_(new Impl) {
@@ -352,8 +370,7 @@ float GPT2::forward(const int32_t* inputs, const int32_t* targets, int B, int T)
 
 void GPT2::backward(float grad_scale) {
   Impl& m = *impl_;
-  if (m.B == 0 || !m.have_targets)
-    throw RuntimeError("GPT2::backward: needs a preceding forward() with targets");
+  if (m.B == 0 || !m.have_targets) throw RuntimeError("GPT2::backward: needs a preceding forward() with targets");
   const int B = m.B, T = m.T, BT = B * T, V = m.d.vocab_size, C = m.d.n_embd, L = m.d.n_layer;
   const int lnf_w = (int)m.params.size() - 2, lnf_b = lnf_w + 1;
 
@@ -365,8 +382,8 @@ void GPT2::backward(float grad_scale) {
 
   m.before_bwd(L + 1);
   std::memset(m.dres, 0, sizeof(float) * (size_t)BT * C);
-  cpu_k::layernorm_backward(m.dres, m.g(lnf_w), m.g(lnf_b), m.dtmp_c, m.residual[L], m.p(lnf_w), m.lnf_mean,
-                            m.lnf_rstd, BT, C);
+  cpu_k::layernorm_backward(m.dres, m.g(lnf_w), m.g(lnf_b), m.dtmp_c, m.residual[L], m.p(lnf_w), m.lnf_mean, m.lnf_rstd,
+                            BT, C);
   m.after_bwd(L + 1);
   for (int l = L - 1; l >= 0; l--) {
     m.before_bwd(l + 1);

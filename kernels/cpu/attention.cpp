@@ -1,7 +1,7 @@
 #include "kernels/cpu/attention.h"
 
-#include <cstddef>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <vector>
 

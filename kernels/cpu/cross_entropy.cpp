@@ -1,13 +1,12 @@
 #include "kernels/cpu/cross_entropy.h"
 
-#include <cstddef>
 #include <cmath>
+#include <cstddef>
 
 namespace zt::cpu {
 
 template <typename Scalar>
-Scalar cross_entropy_forward(Scalar* losses, Scalar* lse, const Scalar* logits, const int32_t* targets, int N,
-                             int V) {
+Scalar cross_entropy_forward(Scalar* losses, Scalar* lse, const Scalar* logits, const int32_t* targets, int N, int V) {
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < N; n++) {
     const Scalar* z = logits + (size_t)n * V;
@@ -40,7 +39,6 @@ void cross_entropy_backward(Scalar* dlogits, const Scalar* logits, const Scalar*
 template float cross_entropy_forward<float>(float*, float*, const float*, const int32_t*, int, int);
 template double cross_entropy_forward<double>(double*, double*, const double*, const int32_t*, int, int);
 template void cross_entropy_backward<float>(float*, const float*, const float*, const int32_t*, float, int, int);
-template void cross_entropy_backward<double>(double*, const double*, const double*, const int32_t*, double, int,
-                                             int);
+template void cross_entropy_backward<double>(double*, const double*, const double*, const int32_t*, double, int, int);
 
 }  // namespace zt::cpu

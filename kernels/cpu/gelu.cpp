@@ -1,7 +1,7 @@
 #include "kernels/cpu/gelu.h"
 
-#include <cstddef>
 #include <cmath>
+#include <cstddef>
 
 namespace zt::cpu {
 

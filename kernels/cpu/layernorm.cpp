@@ -1,7 +1,7 @@
 #include "kernels/cpu/layernorm.h"
 
-#include <cstddef>
 #include <cmath>
+#include <cstddef>
 
 #include "kernels/cpu/parallel.h"
 
@@ -73,8 +73,8 @@ void layernorm_backward(Scalar* dinp, Scalar* dweight, Scalar* dbias, const Scal
 template void layernorm_forward<float>(float*, float*, float*, const float*, const float*, const float*, int, int);
 template void layernorm_forward<double>(double*, double*, double*, const double*, const double*, const double*, int,
                                         int);
-template void layernorm_backward<float>(float*, float*, float*, const float*, const float*, const float*,
-                                        const float*, const float*, int, int);
+template void layernorm_backward<float>(float*, float*, float*, const float*, const float*, const float*, const float*,
+                                        const float*, int, int);
 template void layernorm_backward<double>(double*, double*, double*, const double*, const double*, const double*,
                                          const double*, const double*, int, int);
 

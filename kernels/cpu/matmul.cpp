@@ -1,10 +1,10 @@
 #include "kernels/cpu/matmul.h"
 
-#include <cstddef>
 #include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
+#include <cstddef>
 
 #include "kernels/cpu/parallel.h"
 
@@ -18,8 +18,8 @@ void blas_gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* 
               ldb, beta, C, ldc);
 }
 
-void blas_gemm(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, int lda, const double* B,
-               int ldb, double beta, double* C, int ldc) {
+void blas_gemm(bool ta, bool tb, int M, int N, int K, double alpha, const double* A, int lda, const double* B, int ldb,
+               double beta, double* C, int ldc) {
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B,
               ldb, beta, C, ldc);
 }
@@ -114,8 +114,8 @@ void matmul_transposed_backward(Scalar* dinp, Scalar* dweight, const Scalar* dou
 template void matmul_forward<float>(float*, const float*, const float*, const float*, int, int, int);
 template void matmul_forward<double>(double*, const double*, const double*, const double*, int, int, int);
 template void matmul_backward<float>(float*, float*, float*, const float*, const float*, const float*, int, int, int);
-template void matmul_backward<double>(double*, double*, double*, const double*, const double*, const double*, int,
-                                      int, int);
+template void matmul_backward<double>(double*, double*, double*, const double*, const double*, const double*, int, int,
+                                      int);
 template void matmul_transposed_forward<float>(float*, const float*, const float*, int, int, int);
 template void matmul_transposed_forward<double>(double*, const double*, const double*, int, int, int);
 template void matmul_transposed_backward<float>(float*, float*, const float*, const float*, const float*, int, int,

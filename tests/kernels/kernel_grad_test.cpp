@@ -93,7 +93,8 @@ TEST(KernelGrad, Encoder) {
 
 TEST(KernelGrad, LayerNorm) {
   const int N = B * T;
-  Vec inp = random_vec((size_t)N * C, 10, 2.0), w = random_vec(C, 11), b = random_vec(C, 12), R = random_vec(inp.size(), 13);
+  Vec inp = random_vec((size_t)N * C, 10, 2.0), w = random_vec(C, 11), b = random_vec(C, 12),
+      R = random_vec(inp.size(), 13);
   for (auto& x : inp) x += 3.0;  // a large mean, as on a residual stream
   Vec out(inp.size()), mean(N), rstd(N);
   auto objective = [&] {
@@ -204,7 +205,9 @@ TEST(KernelGrad, SoftmaxCrossEntropy) {
   logits[5] += 80.0;  // a large logit: the stable form must not overflow
   Vec losses(N), lse(N);
   const double scale = 0.75;
-  auto objective = [&] { return scale * cross_entropy_forward(losses.data(), lse.data(), logits.data(), targets.data(), N, V); };
+  auto objective = [&] {
+    return scale * cross_entropy_forward(losses.data(), lse.data(), logits.data(), targets.data(), N, V);
+  };
   const double loss = objective() / scale;
   // Check the mean against a direct formula.
   double ref = 0;

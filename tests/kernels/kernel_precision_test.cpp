@@ -115,10 +115,10 @@ TEST(KernelPrecision, FloatMatchesDouble) {
   expect_close("matmul_backward dbias", db);
 
   Pair denc((size_t)N * C), dlw(C), dlb(C);
-  layernorm_backward(denc.d.data(), dlw.d.data(), dlb.d.data(), dln.d.data(), enc.d.data(), lw.d.data(),
-                     mean.d.data(), rstd.d.data(), N, C);
-  layernorm_backward(denc.f.data(), dlw.f.data(), dlb.f.data(), dln.f.data(), enc.f.data(), lw.f.data(),
-                     mean.f.data(), rstd.f.data(), N, C);
+  layernorm_backward(denc.d.data(), dlw.d.data(), dlb.d.data(), dln.d.data(), enc.d.data(), lw.d.data(), mean.d.data(),
+                     rstd.d.data(), N, C);
+  layernorm_backward(denc.f.data(), dlw.f.data(), dlb.f.data(), dln.f.data(), enc.f.data(), lw.f.data(), mean.f.data(),
+                     rstd.f.data(), N, C);
   expect_close("layernorm_backward dinp", denc, 1e-4);
   expect_close("layernorm_backward dweight", dlw);
   expect_close("layernorm_backward dbias", dlb);

@@ -1,5 +1,7 @@
 // GPT-2 model: parameter naming/layout, init, activation checkpointing, unit buffers and hooks, and a whole-model
 // finite-difference check of backward.
+#include "engine/model/gpt2.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -11,7 +13,6 @@
 #include <vector>
 
 #include "engine/base/error.h"
-#include "engine/model/gpt2.h"
 
 namespace {
 

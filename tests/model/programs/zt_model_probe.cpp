@@ -36,17 +36,28 @@ int run(int argc, char** argv) {
     }
     if (i + 1 >= argc) throw zt::ConfigError("zt_model_probe: " + a + " needs a value");
     const std::string v = argv[++i];
-    if (a == "--n_layer") d.n_layer = std::stoi(v);
-    else if (a == "--n_head") d.n_head = std::stoi(v);
-    else if (a == "--n_embd") d.n_embd = std::stoi(v);
-    else if (a == "--vocab_size") d.vocab_size = std::stoi(v);
-    else if (a == "--block_size") d.block_size = std::stoi(v);
-    else if (a == "--seed") seed = std::stoull(v);
-    else if (a == "--B") B = std::stoi(v);
-    else if (a == "--T") T = std::stoi(v);
-    else if (a == "--tokens") tokens_path = v;
-    else if (a == "--out") out_dir = v;
-    else throw zt::ConfigError("zt_model_probe: unknown argument " + a);
+    if (a == "--n_layer")
+      d.n_layer = std::stoi(v);
+    else if (a == "--n_head")
+      d.n_head = std::stoi(v);
+    else if (a == "--n_embd")
+      d.n_embd = std::stoi(v);
+    else if (a == "--vocab_size")
+      d.vocab_size = std::stoi(v);
+    else if (a == "--block_size")
+      d.block_size = std::stoi(v);
+    else if (a == "--seed")
+      seed = std::stoull(v);
+    else if (a == "--B")
+      B = std::stoi(v);
+    else if (a == "--T")
+      T = std::stoi(v);
+    else if (a == "--tokens")
+      tokens_path = v;
+    else if (a == "--out")
+      out_dir = v;
+    else
+      throw zt::ConfigError("zt_model_probe: unknown argument " + a);
   }
   if (B <= 0 || T <= 0 || tokens_path.empty() || out_dir.empty())
     throw zt::ConfigError("zt_model_probe: need --B, --T, --tokens and --out");
@@ -54,7 +65,8 @@ int run(int argc, char** argv) {
   std::vector<int32_t> tok((size_t)2 * B * T);
   std::ifstream tf(tokens_path, std::ios::binary);
   tf.read(reinterpret_cast<char*>(tok.data()), (std::streamsize)(tok.size() * sizeof(int32_t)));
-  if (!tf) throw zt::RuntimeError("zt_model_probe: cannot read " + std::to_string(tok.size()) + " int32 from " + tokens_path);
+  if (!tf)
+    throw zt::RuntimeError("zt_model_probe: cannot read " + std::to_string(tok.size()) + " int32 from " + tokens_path);
 
   zt::GPT2 model(d, ckpt);
   model.init_weights(seed);
@@ -73,7 +85,8 @@ int run(int argc, char** argv) {
     mf << "  {\"name\": \"" << ps[i].name << "\", \"shape\": [";
     for (size_t k = 0; k < ps[i].shape.size(); k++) mf << (k ? ", " : "") << ps[i].shape[k];
     mf << "], \"offset\": " << ps[i].offset << ", \"numel\": " << ps[i].numel << ", \"unit\": " << ps[i].unit
-       << ", \"weight_decay\": " << (ps[i].weight_decay ? "true" : "false") << "}" << (i + 1 < ps.size() ? ",\n" : "\n");
+       << ", \"weight_decay\": " << (ps[i].weight_decay ? "true" : "false") << "}"
+       << (i + 1 < ps.size() ? ",\n" : "\n");
   }
   mf << "]}\n";
   if (!mf) throw zt::RuntimeError("zt_model_probe: cannot write manifest in " + out_dir);
