@@ -5,6 +5,9 @@
 #include <cstring>
 #include <vector>
 
+// Dot products over the head dimension use `omp simd reduction` so that they vectorize (strict IEEE order would
+// forbid it); the order is still fixed by the code, so results stay deterministic.
+
 namespace zt::cpu {
 
 template <typename Scalar>
@@ -24,6 +27,7 @@ void attention_forward(Scalar* out, Scalar* att, const Scalar* qkv, int B, int T
         for (int t2 = 0; t2 <= t; t2++) {
           const Scalar* k = base + (size_t)t2 * C3 + C;
           Scalar s = 0;
+#pragma omp simd reduction(+ : s)
           for (int i = 0; i < hd; i++) s += q[i] * k[i];
           s *= scale;
           row[t2] = s;
@@ -77,6 +81,7 @@ void attention_backward(Scalar* dqkv, const Scalar* dout, const Scalar* qkv, con
           const Scalar* v = base + (size_t)t2 * C3 + 2 * C;
           Scalar* dv = dbase + (size_t)t2 * C3 + 2 * C;
           Scalar s = 0;
+#pragma omp simd reduction(+ : s)
           for (int i = 0; i < hd; i++) {
             s += dy[i] * v[i];
             dv[i] += row[t2] * dy[i];

@@ -15,10 +15,12 @@ void layernorm_forward(Scalar* out, Scalar* mean, Scalar* rstd, const Scalar* in
   for (int n = 0; n < N; n++) {
     const Scalar* x = inp + (size_t)n * C;
     Scalar m = 0;
+#pragma omp simd reduction(+ : m)
     for (int c = 0; c < C; c++) m += x[c];
     m /= C;
     // Two-pass variance: the one-pass E[x^2]-E[x]^2 loses precision on residual streams with a large mean.
     Scalar v = 0;
+#pragma omp simd reduction(+ : v)
     for (int c = 0; c < C; c++) {
       const Scalar d = x[c] - m;
       v += d * d;
@@ -44,6 +46,7 @@ void layernorm_backward(Scalar* dinp, Scalar* dweight, Scalar* dbias, const Scal
     Scalar* dx = dinp + (size_t)n * C;
     const Scalar m = mean[n], s = rstd[n];
     Scalar g_mean = 0, gx_mean = 0;
+#pragma omp simd reduction(+ : g_mean, gx_mean)
     for (int c = 0; c < C; c++) {
       const Scalar g = dy[c] * weight[c];
       g_mean += g;
