@@ -3,6 +3,7 @@
 #include "engine/model/gpt2.h"
 
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -155,6 +156,13 @@ TEST(GPT2Init, StatisticsAndDeterminism) {
   m3.init_weights(43);
   EXPECT_EQ(std::memcmp(m.param_data(), m2.param_data(), m.num_params() * sizeof(float)), 0);
   EXPECT_NE(std::memcmp(m.param_data(), m3.param_data(), m.num_params() * sizeof(float)), 0);
+  // Independent of the thread count.
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  zt::GPT2 m4(d, false);
+  m4.init_weights(42);
+  omp_set_num_threads(threads);
+  EXPECT_EQ(std::memcmp(m.param_data(), m4.param_data(), m.num_params() * sizeof(float)), 0);
   // Distinct tensors get distinct streams (wte and wpe start differently).
   EXPECT_NE(w[find(m, "transformer.wte.weight").offset], w[find(m, "transformer.wpe.weight").offset]);
 }
