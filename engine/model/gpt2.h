@@ -34,6 +34,13 @@ struct UnitRange {
 
 // Called around each use of a unit's parameters; stage 3 gathers in before_* and frees in after_*.
 // The forward order is 0, 1..L, L+1, then 0 again for the tied LM head; backward runs it in reverse.
+// Exactly, for one forward + backward (L = n_layer):
+//   forward:  bf(0) af(0), bf(1) af(1), ..., bf(L) af(L), bf(L+1) af(L+1), bf(0) af(0)   [last pair: LM head]
+//   backward: bb(0) [LM head, no after], bb(L+1) ab(L+1), bb(L) ab(L), ..., bb(1) ab(1), bb(0) ab(0) [embeddings]
+// before_backward(0) thus comes twice and after_backward(0) once, at the very end: the tied wte gets gradient from
+// both the LM head and the embedding, and only then is unit 0 complete. Unit 0's parameters must stay readable from
+// the first before_backward(0) to after_backward(0) (a gather in before_backward must tolerate being repeated).
+// With activation checkpointing, the recomputation of block l happens inside bb(l+1)..ab(l+1) (no extra hooks).
 class UnitHooks {
  public:
   virtual ~UnitHooks() = default;
@@ -60,6 +67,9 @@ class GPT2 {
   // The model's own full-size buffers (allocated at construction). Stage 3 may instead point units elsewhere.
   float* param_data();
   float* grad_data();
+  // Points unit `unit` at params/grads buffers of unit_range(unit).numel floats (laid out as that unit's slice of
+  // the flat buffer); nullptr restores the model's own slice. The model reads and writes parameters and gradients
+  // only through these pointers.
   void set_unit_buffers(int unit, float* params, float* grads);
   // Frees the model's own full-size buffers (stage 3): from then on every unit is reached only through
   // set_unit_buffers, and param_data()/grad_data() return nullptr.
@@ -67,7 +77,9 @@ class GPT2 {
   void set_hooks(UnitHooks* hooks);  // nullptr = none
 
   // GPT-2 init: N(0, 0.02), residual projections (attn.c_proj, mlp.c_proj weights) scaled by 1/sqrt(2 n_layer),
-  // zero biases, LayerNorm weight 1. Deterministic from seed.
+  // zero biases, LayerNorm weight 1. Deterministic from seed: tensor i draws from its own splitmix64 stream seeded
+  // from (seed, i), normals by Box-Muller in double; independent of the thread count. Writes through the current
+  // unit buffers (the model's own flat buffer unless set_unit_buffers pointed a unit elsewhere).
   void init_weights(uint64_t seed);
 
   // inputs, targets: B*T token ids (T <= block_size). Returns the mean cross-entropy over the B*T positions and
@@ -76,9 +88,11 @@ class GPT2 {
   // Accumulates (+=) d(loss * grad_scale)/d(params) into the grad buffers. grad_scale carries 1/accumulation
   // steps and the fp16 loss scale.
   void backward(float grad_scale = 1.0f);
-  void zero_grad();
+  void zero_grad();  // zeroes every unit's current grad buffer
 
   const float* logits() const;  // B*T*vocab of the last forward
+  // Bytes of activation memory held for the current (B, T) (forward activations kept for backward plus backward
+  // scratch); with activation checkpointing only the block inputs and one block's worth are kept.
   size_t activation_bytes() const;
 
  private:
