@@ -80,6 +80,8 @@ struct GPT2::Impl {
   std::vector<ParamInfo> params;
   std::vector<UnitRange> units;
   std::vector<float> own_params, own_grads;
+  size_t n_params = 0;
+  bool owns_buffers = true;
   std::vector<float*> unit_params, unit_grads;
   UnitHooks* hooks = nullptr;
   int block_first_param = 0;  // index in params of block 0's first parameter
@@ -265,6 +267,7 @@ GPT2::GPT2(const ModelDims& dims, bool activation_checkpointing) : impl_(new Imp
     u.numel += pi.numel;
   }
   const size_t n = m.params.back().offset + m.params.back().numel;
+  m.n_params = n;
   m.own_params.assign(n, 0.0f);
   m.own_grads.assign(n, 0.0f);
   m.unit_params.resize(m.units.size());
@@ -276,7 +279,7 @@ GPT2::~GPT2() { delete impl_; }
 
 const ModelDims& GPT2::dims() const { return impl_->d; }
 const std::vector<ParamInfo>& GPT2::params() const { return impl_->params; }
-size_t GPT2::num_params() const { return impl_->own_params.size(); }
+size_t GPT2::num_params() const { return impl_->n_params; }
 int GPT2::num_units() const { return (int)impl_->units.size(); }
 
 UnitRange GPT2::unit_range(int unit) const {
@@ -286,11 +289,24 @@ UnitRange GPT2::unit_range(int unit) const {
   return impl_->units[unit];
 }
 
-float* GPT2::param_data() { return impl_->own_params.data(); }
-float* GPT2::grad_data() { return impl_->own_grads.data(); }
+float* GPT2::param_data() { return impl_->owns_buffers ? impl_->own_params.data() : nullptr; }
+float* GPT2::grad_data() { return impl_->owns_buffers ? impl_->own_grads.data() : nullptr; }
+
+void GPT2::release_own_buffers() {
+  std::vector<float>().swap(impl_->own_params);
+  std::vector<float>().swap(impl_->own_grads);
+  impl_->owns_buffers = false;
+  for (size_t u = 0; u < impl_->units.size(); u++) impl_->unit_params[u] = impl_->unit_grads[u] = nullptr;
+}
 
 void GPT2::set_unit_buffers(int unit, float* params, float* grads) {
   const UnitRange r = unit_range(unit);
+  if (!impl_->owns_buffers) {
+    // Stage 3: the caller provides every buffer; nullptr means "not available now".
+    impl_->unit_params[unit] = params;
+    impl_->unit_grads[unit] = grads;
+    return;
+  }
   impl_->unit_params[unit] = params ? params : impl_->own_params.data() + r.offset;
   impl_->unit_grads[unit] = grads ? grads : impl_->own_grads.data() + r.offset;
 }

@@ -27,8 +27,6 @@ class PartitionedEngine : public ZeroEngine, private UnitHooks {
         part_grads_(map_.partition_numel(), 0.0f),
         optimizer_(make_optimizer(cfg.optimizer, map_.partition_numel())),
         ranges_(map_.decay_ranges(model.params(), pg.rank())),
-        fwd_uses_(static_cast<size_t>(model.num_units()), 0),
-        bwd_uses_(static_cast<size_t>(model.num_units()), 0),
         unit_grads_(static_cast<size_t>(model.num_units()), nullptr) {
     map_.flat_to_partition(model.param_data(), master_.data(), pg.rank());
     if (stage_ == 2) model_.set_hooks(this);
@@ -41,17 +39,12 @@ class PartitionedEngine : public ZeroEngine, private UnitHooks {
   void begin_step() override {
     std::fill(part_grads_.begin(), part_grads_.end(), 0.0f);
     if (stage_ == 1) model_.zero_grad();
-    // Forward-only passes (eval) also count uses; a step starts from zero.
-    std::fill(fwd_uses_.begin(), fwd_uses_.end(), 0);
-    std::fill(bwd_uses_.begin(), bwd_uses_.end(), 0);
   }
 
   void end_micro_batch(bool last) override {
     if (stage_ == 2) {
       // Every unit was handed to the bucketer during backward; collect this micro-batch's shards.
       bucketer().finish(part_grads_.data());
-      std::fill(fwd_uses_.begin(), fwd_uses_.end(), 0);
-      std::fill(bwd_uses_.begin(), bwd_uses_.end(), 0);
       return;
     }
     if (!last) return;
@@ -102,9 +95,10 @@ class PartitionedEngine : public ZeroEngine, private UnitHooks {
     return *bucketer_;
   }
 
-  // Stage 2's hooks: a unit's full gradient lives in a pooled buffer from its first backward use until backward
-  // has used it as often as forward did (the tied embedding is used twice), then is reduce-scattered and returned.
-  void before_forward(int unit) override { ++fwd_uses_[static_cast<size_t>(unit)]; }
+  // Stage 2's hooks: a unit's full gradient lives in a pooled buffer from its first backward use until its
+  // after_backward (the model calls that once per unit, when the gradient is complete: the tied embedding's
+  // before_backward comes twice, for the LM head and the embedding), then is reduce-scattered and returned.
+  void before_forward(int) override {}
   void after_forward(int) override {}
   void before_backward(int unit) override {
     const size_t u = static_cast<size_t>(unit);
@@ -115,7 +109,6 @@ class PartitionedEngine : public ZeroEngine, private UnitHooks {
   }
   void after_backward(int unit) override {
     const size_t u = static_cast<size_t>(unit);
-    if (++bwd_uses_[u] < fwd_uses_[u]) return;
     bucketer().add_unit(unit, unit_grads_[u]);
     pool_.release(unit_grads_[u]);
     unit_grads_[u] = nullptr;
@@ -132,7 +125,6 @@ class PartitionedEngine : public ZeroEngine, private UnitHooks {
   std::vector<DecayRange> ranges_;
   std::unique_ptr<GradientBucketer> bucketer_;
   UnitBufferPool pool_;
-  std::vector<int> fwd_uses_, bwd_uses_;
   std::vector<float*> unit_grads_;
 };
 

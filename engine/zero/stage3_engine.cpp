@@ -26,8 +26,6 @@ class Stage3Engine : public ZeroEngine, private UnitHooks {
         ranges_(map_.decay_ranges(model.params(), pg.rank())),
         bucketer_(map_, pg, static_cast<size_t>(std::max<int64_t>(cfg.zero.reduce_bucket_size, 1)),
                   cfg.zero.overlap_comm),
-        fwd_uses_(static_cast<size_t>(model.num_units()), 0),
-        bwd_uses_(static_cast<size_t>(model.num_units()), 0),
         unit_grads_(static_cast<size_t>(model.num_units()), nullptr) {
     map_.flat_to_partition(model.param_data(), master_.data(), pg.rank());
     model_.release_own_buffers();  // from here on the model sees parameters only through the hooks
@@ -40,13 +38,11 @@ class Stage3Engine : public ZeroEngine, private UnitHooks {
 
   void begin_step() override {
     std::fill(part_grads_.begin(), part_grads_.end(), 0.0f);
-    reset_uses();
     coordinator_->begin_step();
   }
 
   void end_micro_batch(bool) override {
     bucketer_.finish(part_grads_.data());
-    reset_uses();
   }
 
   StepResult step(double lr, int64_t step) override {
@@ -72,13 +68,7 @@ class Stage3Engine : public ZeroEngine, private UnitHooks {
   const ParamCoordinator& coordinator() const { return *coordinator_; }
 
  private:
-  void reset_uses() {
-    std::fill(fwd_uses_.begin(), fwd_uses_.end(), 0);
-    std::fill(bwd_uses_.begin(), bwd_uses_.end(), 0);
-  }
-
   void before_forward(int unit) override {
-    ++fwd_uses_[static_cast<size_t>(unit)];
     model_.set_unit_buffers(unit, coordinator_->fetch(unit), unit_grads_[static_cast<size_t>(unit)]);
   }
   void after_forward(int unit) override { coordinator_->release(unit); }
@@ -90,7 +80,6 @@ class Stage3Engine : public ZeroEngine, private UnitHooks {
   void after_backward(int unit) override {
     const size_t u = static_cast<size_t>(unit);
     coordinator_->release(unit);
-    if (++bwd_uses_[u] < fwd_uses_[u]) return;
     bucketer_.add_unit(unit, unit_grads_[u]);
     grad_pool_.release(unit_grads_[u]);
     unit_grads_[u] = nullptr;
@@ -107,7 +96,6 @@ class Stage3Engine : public ZeroEngine, private UnitHooks {
   GradientBucketer bucketer_;
   std::unique_ptr<ParamCoordinator> coordinator_;
   UnitBufferPool grad_pool_;
-  std::vector<int> fwd_uses_, bwd_uses_;
   std::vector<float*> unit_grads_;
 };
 
