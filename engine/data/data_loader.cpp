@@ -20,11 +20,10 @@ uint64_t splitmix64(uint64_t& state) {
   return z ^ (z >> 31);
 }
 
-// Index of the first token >= vocab_size, or n when every id is valid. The max pass vectorises; the search only
+// Index of the first token >= vocab_size, or n when every id is valid. The max pass is branch-free; the search only
 // runs when it failed.
 size_t first_bad_token(const uint16_t* tokens, size_t n, int vocab_size) {
   uint16_t max_token = 0;
-#pragma omp simd reduction(max : max_token)
   for (size_t i = 0; i < n; i++) max_token = std::max(max_token, tokens[i]);
   if (static_cast<int>(max_token) < vocab_size) return n;
   for (size_t i = 0; i < n; i++) {
