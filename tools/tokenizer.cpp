@@ -90,38 +90,24 @@ CharClass classify(uint32_t cp) {
   return CharClass::Letter;
 }
 
-// Splits text like GPT-2's regex 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+.
-std::vector<std::string> pretokenize(const std::string& text) {
-  struct Cp {
-    size_t pos, len;
-    CharClass cls;
-    uint32_t cp;
-  };
-  std::vector<Cp> cps;
-  for (size_t i = 0; i < text.size();) {
-    size_t len = 0;
-    uint32_t cp = decode_utf8(text, i, &len);
-    cps.push_back({i, len, classify(cp), cp});
-    i += len;
-  }
-  std::vector<std::string> words;
-  auto emit = [&](size_t a, size_t b) {  // code points [a, b)
-    size_t begin = cps[a].pos, end = b < cps.size() ? cps[b].pos : text.size();
-    words.push_back(text.substr(begin, end - begin));
-  };
-  size_t n = cps.size();
+// Splits text like GPT-2's regex 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ and
+// hands each piece to emit(begin, end) (byte offsets). Code points are decoded on the fly, so memory stays flat.
+template <typename Emit>
+void pretokenize(const std::string& text, Emit&& emit) {
+  size_t n = text.size();
+  auto class_at = [&](size_t pos, size_t* len) { return classify(decode_utf8(text, pos, len)); };
   size_t i = 0;
   while (i < n) {
-    // Contractions (case-sensitive, as GPT-2's pattern).
-    if (cps[i].cp == '\'' && i + 1 < n) {
-      uint32_t a = cps[i + 1].cp;
+    // Contractions (case-sensitive, as GPT-2's pattern); all ASCII, so bytes can be compared directly.
+    if (text[i] == '\'' && i + 1 < n) {
+      char a = text[i + 1];
       if (a == 's' || a == 't' || a == 'm' || a == 'd') {
         emit(i, i + 2);
         i += 2;
         continue;
       }
       if (i + 2 < n) {
-        uint32_t b = cps[i + 2].cp;
+        char b = text[i + 2];
         if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) {
           emit(i, i + 3);
           i += 3;
@@ -130,30 +116,32 @@ std::vector<std::string> pretokenize(const std::string& text) {
       }
     }
     // An optional single space, then a run of letters, digits or other non-space characters.
-    size_t start = i;
+    size_t len = 0;
     size_t j = i;
-    if (cps[j].cp == ' ' && j + 1 < n && cps[j + 1].cls != CharClass::Space) j++;
-    if (cps[j].cls != CharClass::Space) {
-      CharClass cls = cps[j].cls;
-      size_t k = j;
-      while (k < n && cps[k].cls == cls) k++;
-      emit(start, k);
+    if (text[i] == ' ' && i + 1 < n && class_at(i + 1, &len) != CharClass::Space) j = i + 1;
+    CharClass cls = class_at(j, &len);
+    if (cls != CharClass::Space) {
+      size_t k = j + len;
+      while (k < n && class_at(k, &len) == cls) k += len;
+      emit(i, k);
       i = k;
       continue;
     }
     // Whitespace: the whole run at the end of the text; otherwise all but its last character (which then
     // prefixes the next word when it is a space), or a lone character.
-    size_t k = i;
-    while (k < n && cps[k].cls == CharClass::Space) k++;
-    if (k == n || k - i == 1) {
+    size_t k = i, last = i;
+    while (k < n && class_at(k, &len) == CharClass::Space) {
+      last = k;
+      k += len;
+    }
+    if (k == n || last == i) {
       emit(i, k);
       i = k;
     } else {
-      emit(i, k - 1);
-      i = k - 1;
+      emit(i, last);
+      i = last;
     }
   }
-  return words;
 }
 
 class Gpt2Bpe {
@@ -202,11 +190,12 @@ class Gpt2Bpe {
   int eot() const { return eot_; }
 
   void encode(const std::string& text, std::vector<uint16_t>& out) {
-    for (const std::string& word : pretokenize(text)) {
+    pretokenize(text, [&](size_t begin, size_t end) {
+      std::string word = text.substr(begin, end - begin);
       auto cached = cache_.find(word);
       if (cached == cache_.end()) cached = cache_.emplace(word, encode_word(word)).first;
       out.insert(out.end(), cached->second.begin(), cached->second.end());
-    }
+    });
   }
 
   std::string decode(uint16_t id) const {
