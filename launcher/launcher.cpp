@@ -346,6 +346,17 @@ int launch_workers(const LaunchOptions& o, const std::vector<std::string>& worke
   for (auto& w : workers)
     for (Stream* s : {&w.out, &w.err})
       if (s->fd >= 0) ::close(s->fd);
+  if (result != 0) {
+    // The first failure noticed need not be the cause: a rank that throws closes its sockets before it exits, so
+    // its peers' connection errors can be reaped first. The full list shows every rank's end.
+    std::string summary;
+    for (auto& w : workers) {
+      if (w.pid < 0) continue;
+      summary += (summary.empty() ? "" : "; ") + std::string("rank ") + std::to_string(w.rank) + " " +
+                 describe_status(w.status);
+    }
+    log_launcher("workers ended: " + summary);
+  }
 
   ::sigaction(SIGINT, &old_int, nullptr);
   ::sigaction(SIGTERM, &old_term, nullptr);
