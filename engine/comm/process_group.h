@@ -7,7 +7,11 @@
 #include <string>
 #include <vector>
 
+#include "engine/config/config.h"
+
 namespace zt {
+
+class Store;
 
 enum class DType { F32, BF16, F16 };
 enum class ReduceOp { Sum, Avg, Max };
@@ -50,5 +54,27 @@ class ProcessGroup {
   // A sub-group over global ranks (sorted, containing this rank); collective over this group's members.
   virtual std::unique_ptr<ProcessGroup> new_group(const std::vector<int>& ranks) = 0;
 };
+
+// Where a collective's buffers live. Gloo serves host buffers; device buffers under Gloo would need staging through
+// pinned host memory (not implemented yet: the Gloo group throws for Device::Cuda). NCCL serves CUDA buffers.
+enum class Device { Cpu, Cuda };
+
+// A process group of world_size ranks meeting through store (which holds one namespace per group).
+// backend Auto = NCCL when built with CUDA and a GPU is visible, else Gloo; Nccl without a GPU throws RuntimeError.
+// timeout_s bounds every collective and the rendezvous; a collective past it throws a RuntimeError naming it.
+// Collectives run in the order they are issued and every rank must issue the same sequence on a group (c10d's rule):
+// the async variants are queued on one worker thread per group, so issuing order is execution order.
+std::unique_ptr<ProcessGroup> make_process_group(CommBackend backend, int rank, int world_size,
+                                                 std::shared_ptr<Store> store, double timeout_s);
+
+// The Gloo process group directly. local_address is the address peers reach this process at (empty: the address of
+// the interface that routes to the store's host, or loopback).
+std::unique_ptr<ProcessGroup> make_gloo_process_group(int rank, int world_size, std::shared_ptr<Store> store,
+                                                      double timeout_s, const std::string& local_address = "");
+
+// True when this build has the NCCL backend and at least one GPU is visible.
+bool nccl_available();
+
+const char* reduce_op_name(ReduceOp op);
 
 }  // namespace zt
