@@ -42,6 +42,7 @@ static int parse_int_flag(const std::string& flag, const std::string& value, int
 
 CliArgs parse_cli(int argc, const char* const* argv) {
   CliArgs args;
+  for (int k = 0; k < argc; ++k) args.argv.emplace_back(argv[k]);
   int i = 1;
   if (argc > 1) {
     std::string first = argv[1];
@@ -111,8 +112,9 @@ CliArgs parse_cli(int argc, const char* const* argv) {
 }
 
 int cli_world_size(int config_world_size, const CliArgs& args) {
-  if (config_world_size > 0) return config_world_size;
+  // The launch flags win over the config's world_size, as torchrun's do over a script's defaults.
   if (args.nproc_per_node > 0) return args.nproc_per_node * (args.nnodes > 0 ? args.nnodes : 1);
+  if (config_world_size > 0) return config_world_size;
   return 1;
 }
 

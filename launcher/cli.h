@@ -8,6 +8,7 @@
 namespace zt {
 
 struct CliArgs {
+  std::vector<std::string> argv;  // the command line as given (the launcher re-runs it in each worker)
   std::string subcommand;  // "" = train; "plan", "sweep", "report" are reserved
   std::string config_path;
   std::vector<std::string> overrides;  // positional key.path=value
@@ -30,7 +31,7 @@ CliArgs parse_cli(int argc, const char* const* argv);
 
 std::string cli_usage();
 
-// World size for a CPU run or an estimate: config world_size, else nproc_per_node * nnodes, else 1.
+// World size for a CPU run or an estimate: nproc_per_node * nnodes when given, else config world_size, else 1.
 int cli_world_size(int config_world_size, const CliArgs& args);
 
 }  // namespace zt

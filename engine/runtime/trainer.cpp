@@ -173,10 +173,14 @@ TrainSummary Trainer::run() {
   }
   bar.finish();
 
-  if (rank == 0) {
-    fs::path out = fs::path(cfg_.train.save_dir) / "model.safetensors";
-    save_model_weights(model, out.string());
-    spdlog::info("saved final weights to {}", out.string());
+  {
+    std::vector<float> full(model.num_params());
+    engine->gather_full_params(full.data());
+    if (rank == 0) {
+      fs::path out = fs::path(cfg_.train.save_dir) / "model.safetensors";
+      save_model_weights(model, full.data(), out.string());
+      spdlog::info("saved final weights to {}", out.string());
+    }
   }
   pg_.barrier();
   return summary;

@@ -2,6 +2,7 @@
 // reduce_bucket_size elements at the accumulation boundary, and every rank applies the identical update.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "engine/zero/engine_common.h"
 #include "engine/zero/zero_engine.h"
@@ -46,6 +47,10 @@ class DataParallelEngine : public ZeroEngine {
     m.optimizer_bytes = optimizer_->state().size() * optimizer_->size() * sizeof(float);
     m.comm_bytes = comm_bytes_;
     return m;
+  }
+
+  void gather_full_params(float* out) override {
+    std::memcpy(out, model_.param_data(), model_.num_params() * sizeof(float));
   }
 
   int stage() const override { return 0; }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine/model/gpt2.h"
+#include "engine/optim/optimizer.h"
 
 namespace zt {
 

@@ -84,6 +84,10 @@ class PartitionedEngine : public ZeroEngine, private UnitHooks {
     return m;
   }
 
+  void gather_full_params(float* out) override {
+    std::memcpy(out, model_.param_data(), model_.num_params() * sizeof(float));
+  }
+
   int stage() const override { return stage_; }
 
  private:

@@ -64,6 +64,11 @@ class Stage3Engine : public ZeroEngine, private UnitHooks {
     return m;
   }
 
+  void gather_full_params(float* out) override {
+    allgather_partition(map_, pg_, master_.data(), out,
+                        static_cast<size_t>(std::max<int64_t>(cfg_.zero.allgather_bucket_size, 1)));
+  }
+
   int stage() const override { return 3; }
   const ParamCoordinator& coordinator() const { return *coordinator_; }
 

@@ -38,6 +38,8 @@ class ZeroEngine {
   // parameters visible to the model on every rank.
   virtual StepResult step(double lr, int64_t step) = 0;
   virtual MemoryStats memory() const = 0;
+  // The full fp32 parameters in the model's flat layout into out (num_params floats). Collective: every rank calls.
+  virtual void gather_full_params(float* out) = 0;
   virtual int stage() const = 0;
 };
 
