@@ -246,7 +246,9 @@ TEST(ParseCli, StoresLauncherOptionsAndOverrides) {
   EXPECT_EQ(a.master_addr, "host");
   EXPECT_EQ(a.master_port, 1234);
   EXPECT_EQ(cli_world_size(0, a), 4);
-  EXPECT_EQ(cli_world_size(3, a), 3);
+  EXPECT_EQ(cli_world_size(3, a), 4);  // the launch flags win over the config's world_size
+  CliArgs no_flags = parse_cli(2, argv);
+  EXPECT_EQ(cli_world_size(3, no_flags), 3);
   const char* bad_rank[] = {"zerotrain", "--nnodes", "2", "--node_rank", "2"};
   EXPECT_THROW(parse_cli(5, bad_rank), ConfigError);
 }
