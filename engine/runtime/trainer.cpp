@@ -111,6 +111,7 @@ TrainSummary Trainer::run() {
   const double tokens_per_step = static_cast<double>(batch.train_batch_size) * T;
   ProgressBar bar(max_steps, rank == 0 && isatty(STDOUT_FILENO));
 
+  int64_t updates = 0;  // optimizer steps taken
   for (int64_t step = 0; step < max_steps; ++step) {
     auto t0 = std::chrono::steady_clock::now();
     engine->begin_step();
@@ -118,11 +119,13 @@ TrainSummary Trainer::run() {
     for (int64_t m = 0; m < gas; ++m) {
       train.next_batch(inputs.data(), targets.data());
       loss_sum += model.forward(inputs.data(), targets.data(), B, T);
-      model.backward(1.0f / static_cast<float>(gas));
+      model.backward(engine->loss_scale() / static_cast<float>(gas));
       engine->end_micro_batch(m + 1 == gas);
     }
-    const double lr = scheduled_lr(cfg_.scheduler, cfg_.optimizer.lr, step);
-    StepResult r = engine->step(lr, step + 1);
+    // Skipped steps (fp16 overflow) advance neither the schedule nor Adam's step count, as in DeepSpeed.
+    const double lr = scheduled_lr(cfg_.scheduler, cfg_.optimizer.lr, updates);
+    StepResult r = engine->step(lr, updates + 1);
+    if (!r.skipped) ++updates;
     const double loss = mean_over_ranks(pg_, loss_sum / static_cast<double>(gas));
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     summary.losses.push_back(loss);
@@ -136,11 +139,16 @@ TrainSummary Trainer::run() {
                      {"step", step + 1},
                      {"loss", loss},
                      {"lr", lr},
-                     {"grad_norm", r.grad_norm},
+                     {"grad_norm", r.skipped ? nlohmann::json(nullptr) : nlohmann::json(r.grad_norm)},
+                     {"loss_scale", r.loss_scale},
+                     {"skipped", r.skipped},
                      {"tokens_per_s", tokens_per_step / secs},
                      {"ms_per_step", secs * 1e3},
                      {"model_state_bytes", mem.model_state_bytes()},
                      {"peak_rss_bytes", peak_rss_bytes()}});
+      if (r.skipped)
+        spdlog::warn("step {}: gradient overflow (inf/NaN) at loss scale {}: step skipped, loss scale now {}",
+                     step + 1, r.loss_scale, engine->loss_scale());
       if (step == 0)
         spdlog::info("memory after the first step: params {} B, grads {} B, optimizer {} B, comm buffers {} B, "
                      "peak RSS {} B",

@@ -1,5 +1,6 @@
 // Stage 0: plain data parallelism. Every rank holds everything; gradients are all-reduced (averaged) in buckets of
 // reduce_bucket_size elements at the accumulation boundary, and every rank applies the identical update.
+// With bf16/fp16 the model holds working-precision parameters and an fp32 master copy is updated instead.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -15,42 +16,61 @@ class DataParallelEngine : public ZeroEngine {
       : cfg_(cfg),
         model_(model),
         pg_(pg),
+        precision_(working_precision(cfg)),
+        scaler_(cfg.fp16),
         optimizer_(make_optimizer(cfg.optimizer, model.num_params())),
-        ranges_(full_decay_ranges(model)) {}
+        ranges_(full_decay_ranges(model)) {
+    if (is_mixed(precision_)) {
+      master_.assign(model.param_data(), model.param_data() + model.num_params());
+      round_to_working(model.param_data(), model.num_params(), precision_);
+    }
+  }
 
   void begin_step() override { model_.zero_grad(); }
 
   void end_micro_batch(bool last) override {
-    if (!last || pg_.size() == 1) return;
+    if (!last) return;
     const size_t n = model_.num_params();
-    const size_t bucket = std::max<int64_t>(cfg_.zero.reduce_bucket_size, 1);
     float* g = model_.grad_data();
+    round_to_working(g, n, precision_);
+    if (pg_.size() == 1) return;
+    const size_t bucket = std::max<int64_t>(cfg_.zero.reduce_bucket_size, 1);
     for (size_t at = 0; at < n; at += bucket)
       pg_.allreduce(g + at, std::min(bucket, n - at), DType::F32, ReduceOp::Avg);
-    comm_bytes_ = 0;  // in place: no staging
+    round_to_working(g, n, precision_);
   }
 
   StepResult step(double lr, int64_t step) override {
     StepResult r;
     const size_t n = model_.num_params();
     float* g = model_.grad_data();
-    r.grad_norm = std::sqrt(sum_squares(g, n));
-    clip_to_global_norm(g, n, r.grad_norm, cfg_.gradient_clipping);
-    optimizer_->step(model_.param_data(), g, ranges_, lr, step);
+    if (!finish_gradients(pg_, scaler_, g, n, cfg_.gradient_clipping, false, r)) return r;
+    if (is_mixed(precision_)) {
+      optimizer_->step(master_.data(), g, ranges_, lr, step);
+      std::memcpy(model_.param_data(), master_.data(), n * sizeof(float));
+      round_to_working(model_.param_data(), n, precision_);
+    } else {
+      optimizer_->step(model_.param_data(), g, ranges_, lr, step);
+    }
     return r;
   }
 
   MemoryStats memory() const override {
     MemoryStats m;
-    m.param_bytes = model_.num_params() * sizeof(float);
-    m.grad_bytes = model_.num_params() * sizeof(float);
-    m.optimizer_bytes = optimizer_->state().size() * optimizer_->size() * sizeof(float);
-    m.comm_bytes = comm_bytes_;
+    // Honest bytes: on CPU the working-precision parameters and gradients are fp32 buffers holding 16-bit values,
+    // so with bf16/fp16 these terms are twice ZeRO's 2-byte ones (stage 3 keeps its partition truly in 16 bits).
+    const size_t wbytes = sizeof(float);
+    m.param_bytes = model_.num_params() * wbytes;
+    m.grad_bytes = model_.num_params() * wbytes;
+    m.optimizer_bytes = (optimizer_->state().size() * optimizer_->size() + master_.size()) * sizeof(float);
     return m;
   }
 
+  float loss_scale() const override { return scaler_.scale(); }
+
   void gather_full_params(float* out) override {
-    std::memcpy(out, model_.param_data(), model_.num_params() * sizeof(float));
+    const float* src = is_mixed(precision_) ? master_.data() : model_.param_data();
+    std::memcpy(out, src, model_.num_params() * sizeof(float));
   }
 
   int stage() const override { return 0; }
@@ -59,9 +79,11 @@ class DataParallelEngine : public ZeroEngine {
   const Config& cfg_;
   GPT2& model_;
   ProcessGroup& pg_;
+  WorkingPrecision precision_;
+  LossScaler scaler_;
   std::unique_ptr<Optimizer> optimizer_;
   std::vector<DecayRange> ranges_;
-  size_t comm_bytes_ = 0;
+  std::vector<float> master_;  // fp32 master weights (mixed precision only)
 };
 
 std::unique_ptr<ZeroEngine> make_data_parallel_engine(const Config& cfg, GPT2& model, ProcessGroup& pg) {

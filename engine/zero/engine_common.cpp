@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace zt {
 
@@ -24,6 +25,24 @@ double global_norm_from_partitions(ProcessGroup& pg, double local_sum_squares) {
   parts[1] = static_cast<float>(local_sum_squares - static_cast<double>(parts[0]));
   if (pg.size() > 1) pg.allreduce(parts, 2, DType::F32, ReduceOp::Sum);
   return std::sqrt(static_cast<double>(parts[0]) + static_cast<double>(parts[1]));
+}
+
+bool finish_gradients(ProcessGroup& pg, LossScaler& scaler, float* grads, size_t n, double clip, bool partitioned,
+                      StepResult& r) {
+  r.loss_scale = scaler.scale();
+  if (scaler.enabled() && overflow_on_any_rank(pg, grads, n)) {
+    r.skipped = true;
+    r.grad_norm = std::numeric_limits<double>::infinity();
+    scaler.update(true);
+    return false;
+  }
+  if (scaler.enabled()) {
+    scale_inplace(grads, n, 1.0f / scaler.scale());
+    scaler.update(false);
+  }
+  r.grad_norm = partitioned ? global_norm_from_partitions(pg, sum_squares(grads, n)) : std::sqrt(sum_squares(grads, n));
+  clip_to_global_norm(grads, n, r.grad_norm, clip);
+  return true;
 }
 
 }  // namespace zt

@@ -6,6 +6,8 @@
 #include "engine/comm/process_group.h"
 #include "engine/model/gpt2.h"
 #include "engine/optim/optimizer.h"
+#include "engine/zero/mixed_precision.h"
+#include "engine/zero/zero_engine.h"
 
 namespace zt {
 
@@ -18,5 +20,11 @@ std::vector<DecayRange> full_decay_ranges(const GPT2& model);
 
 // sqrt of the sum over ranks of each rank's local sum of squares.
 double global_norm_from_partitions(ProcessGroup& pg, double local_sum_squares);
+
+// The part of every stage's step between reduced gradients and the optimizer: agree on overflow (fp16: skip the
+// step and lower the scale), unscale, compute the global norm (over partitions when partitioned) and clip.
+// Returns false when the step is skipped; fills r.
+bool finish_gradients(ProcessGroup& pg, LossScaler& scaler, float* grads, size_t n, double clip, bool partitioned,
+                      StepResult& r);
 
 }  // namespace zt

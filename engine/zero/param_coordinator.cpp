@@ -1,8 +1,10 @@
 #include "engine/zero/param_coordinator.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "engine/base/error.h"
+#include "kernels/cpu/half_convert.h"
 
 namespace zt {
 
@@ -11,8 +13,8 @@ constexpr size_t kMaxEvents = 1 << 16;  // enough for tests; the log stops growi
 }
 
 ParamCoordinator::ParamCoordinator(const PartitionMap& map, ProcessGroup& pg, const ZeroConfig& cfg,
-                                   const float* partition)
-    : map_(map), pg_(pg), cfg_(cfg), partition_(partition), units_(map.units().size()),
+                                   const void* partition, WorkingPrecision precision)
+    : map_(map), pg_(pg), cfg_(cfg), partition_(partition), precision_(precision), units_(map.units().size()),
       persistent_(map.units().size(), false) {
   for (size_t u = 0; u < units_.size(); ++u)
     persistent_[u] = static_cast<int64_t>(map.units()[u].numel) < cfg.stage3_param_persistence_threshold;
@@ -35,10 +37,37 @@ void ParamCoordinator::gather(int unit, bool async) {
   s.buffer = pool_.acquire(sh.padded, false);
   live_ += sh.padded;
   peak_live_ = std::max(peak_live_, live_);
-  s.pending = pg_.allgather_async(partition_ + sh.local_offset, s.buffer, sh.shard, DType::F32);
-  if (!async) {
+  if (is_mixed(precision_)) {
+    // 16-bit values land in the upper half of the fp32 buffer and are widened in place after the gather: element i
+    // (bytes 4i..4i+3) is written only after every 16-bit value at or before it (bytes >= 2*padded + 2i) was read.
+    const uint16_t* src = static_cast<const uint16_t*>(partition_) + sh.local_offset;
+    uint16_t* dst = reinterpret_cast<uint16_t*>(s.buffer) + sh.padded;
+    s.pending = pg_.allgather_async(src, dst, sh.shard, wire_dtype(precision_));
+    s.narrow = true;
+  } else {
+    s.pending = pg_.allgather_async(static_cast<const float*>(partition_) + sh.local_offset, s.buffer, sh.shard,
+                                    DType::F32);
+  }
+  if (!async) complete(unit);
+}
+
+void ParamCoordinator::complete(int unit) {
+  UnitState& s = units_[static_cast<size_t>(unit)];
+  if (s.pending) {
     s.pending->wait();
     s.pending.reset();
+  }
+  if (s.narrow) {
+    const size_t padded = map_.units()[static_cast<size_t>(unit)].padded;
+    // Byte copies: the same memory is read as 16-bit and written as 32-bit values, which only char access may do.
+    unsigned char* bytes = reinterpret_cast<unsigned char*>(s.buffer);
+    for (size_t i = 0; i < padded; ++i) {
+      uint16_t b;
+      std::memcpy(&b, bytes + 2 * padded + 2 * i, sizeof b);
+      const float f = precision_ == WorkingPrecision::BF16 ? bf16_to_float(b) : fp16_to_float(b);
+      std::memcpy(bytes + 4 * i, &f, sizeof f);
+    }
+    s.narrow = false;
   }
 }
 
@@ -49,6 +78,7 @@ void ParamCoordinator::drop(int unit) {
     s.pending->wait();
     s.pending.reset();
   }
+  s.narrow = false;
   pool_.release(s.buffer);
   s.buffer = nullptr;
   live_ -= map_.units()[static_cast<size_t>(unit)].padded;
@@ -69,10 +99,7 @@ float* ParamCoordinator::fetch(int unit) {
   }
   const bool hit = s.buffer != nullptr;
   if (!hit) gather(unit, false);
-  if (s.pending) {
-    s.pending->wait();
-    s.pending.reset();
-  }
+  complete(unit);
   s.in_use = true;
   if (record_events_ && events_.size() < kMaxEvents) events_.push_back({hit ? CoordinatorEvent::Hit : CoordinatorEvent::Fetch, unit});
   if (trace_frozen_ && on_trace_) prefetch_after(pos);

@@ -11,6 +11,7 @@
 
 #include "engine/comm/process_group.h"
 #include "engine/config/config.h"
+#include "engine/zero/mixed_precision.h"
 #include "engine/zero/partition_map.h"
 #include "engine/zero/unit_buffer_pool.h"
 
@@ -23,8 +24,10 @@ struct CoordinatorEvent {
 
 class ParamCoordinator {
  public:
-  // partition: this rank's fp32 parameter partition (read at every gather; updated by the optimizer between steps).
-  ParamCoordinator(const PartitionMap& map, ProcessGroup& pg, const ZeroConfig& cfg, const float* partition);
+  // partition: this rank's parameter partition in working precision (read at every gather; updated between steps):
+  // floats for F32, 16-bit values for BF16/F16 (gathered in 16 bits, then widened for the model).
+  ParamCoordinator(const PartitionMap& map, ProcessGroup& pg, const ZeroConfig& cfg, const void* partition,
+                   WorkingPrecision precision);
   ~ParamCoordinator();
 
   // Full parameters of the unit (map.units()[u].padded floats; the first numel are real), gathered if needed.
@@ -49,8 +52,10 @@ class ParamCoordinator {
     float* buffer = nullptr;
     std::shared_ptr<Work> pending;  // an all-gather in flight (prefetch)
     bool in_use = false;
+    bool narrow = false;  // holds 16-bit values in its upper half until widened
   };
   void gather(int unit, bool async);
+  void complete(int unit);
   void drop(int unit);
   void prefetch_after(size_t pos);
   bool keep_for_reuse(int unit, size_t pos) const;
@@ -58,7 +63,8 @@ class ParamCoordinator {
   const PartitionMap& map_;
   ProcessGroup& pg_;
   ZeroConfig cfg_;
-  const float* partition_;
+  const void* partition_;
+  WorkingPrecision precision_;
   UnitBufferPool pool_;
   std::vector<UnitState> units_;
   std::vector<bool> persistent_;

@@ -22,6 +22,8 @@ class PartitionedEngine : public ZeroEngine, private UnitHooks {
         model_(model),
         pg_(pg),
         stage_(stage),
+        precision_(working_precision(cfg)),
+        scaler_(cfg.fp16),
         map_(model, pg.size()),
         master_(map_.partition_numel()),
         part_grads_(map_.partition_numel(), 0.0f),
@@ -29,6 +31,7 @@ class PartitionedEngine : public ZeroEngine, private UnitHooks {
         ranges_(map_.decay_ranges(model.params(), pg.rank())),
         unit_grads_(static_cast<size_t>(model.num_units()), nullptr) {
     map_.flat_to_partition(model.param_data(), master_.data(), pg.rank());
+    round_to_working(model.param_data(), model.num_params(), precision_);
     if (stage_ == 2) model_.set_hooks(this);
   }
 
@@ -48,7 +51,8 @@ class PartitionedEngine : public ZeroEngine, private UnitHooks {
       return;
     }
     if (!last) return;
-    const float* g = model_.grad_data();
+    float* g = model_.grad_data();
+    round_to_working(g, model_.num_params(), precision_);
     if (cfg_.zero.reduce_scatter || pg_.size() == 1) {
       for (int u = 0; u < model_.num_units(); ++u) bucketer().add_unit(u, g + map_.units()[u].flat_offset);
       bucketer().finish(part_grads_.data());
@@ -60,32 +64,40 @@ class PartitionedEngine : public ZeroEngine, private UnitHooks {
         pg_.allreduce(gm + at, std::min(bucket, n - at), DType::F32, ReduceOp::Avg);
       map_.flat_to_partition(gm, part_grads_.data(), pg_.rank());
     }
+    round_to_working(part_grads_.data(), part_grads_.size(), precision_);
   }
 
   StepResult step(double lr, int64_t step) override {
     StepResult r;
     const size_t n = part_grads_.size();
-    r.grad_norm = global_norm_from_partitions(pg_, sum_squares(part_grads_.data(), n));
-    clip_to_global_norm(part_grads_.data(), n, r.grad_norm, cfg_.gradient_clipping);
+    if (!finish_gradients(pg_, scaler_, part_grads_.data(), n, cfg_.gradient_clipping, true, r)) return r;
     optimizer_->step(master_.data(), part_grads_.data(), ranges_, lr, step);
     allgather_partition(map_, pg_, master_.data(), model_.param_data(),
                         static_cast<size_t>(std::max<int64_t>(cfg_.zero.allgather_bucket_size, 1)));
+    round_to_working(model_.param_data(), model_.num_params(), precision_);
     return r;
   }
 
   MemoryStats memory() const override {
     MemoryStats m;
-    m.param_bytes = model_.num_params() * sizeof(float) + master_.size() * sizeof(float);
-    // Stage 1 keeps full gradients for accumulation; stage 2 only the partition plus the units in flight.
-    m.grad_bytes = part_grads_.size() * sizeof(float) +
-                   (stage_ == 1 ? model_.num_params() * sizeof(float) : pool_.peak_bytes_in_use());
-    m.optimizer_bytes = optimizer_->state().size() * optimizer_->size() * sizeof(float);
-    m.comm_bytes = bucketer_ ? bucketer_->comm_bytes() : 0;
+    // Honest bytes: on CPU the working-precision parameters and gradients are fp32 buffers holding 16-bit values,
+    // so with bf16/fp16 these terms are twice ZeRO's 2-byte ones (stage 3 keeps its partition truly in 16 bits).
+    const size_t wbytes = sizeof(float);
+    m.param_bytes = model_.num_params() * wbytes;
+    // Stage 1 keeps full gradients for accumulation; stage 2 only the owned partition (the units in flight are
+    // transient buffers).
+    m.grad_bytes = stage_ == 1 ? model_.num_params() * wbytes : part_grads_.size() * wbytes;
+    // The fp32 master partition is kept in every precision, as DeepSpeed's partitioned optimizer does.
+    m.optimizer_bytes = (optimizer_->state().size() * optimizer_->size() + master_.size()) * sizeof(float);
+    m.comm_bytes = (bucketer_ ? bucketer_->comm_bytes() : 0) + pool_.peak_bytes_in_use();
     return m;
   }
 
+  float loss_scale() const override { return scaler_.scale(); }
+
   void gather_full_params(float* out) override {
-    std::memcpy(out, model_.param_data(), model_.num_params() * sizeof(float));
+    allgather_partition(map_, pg_, master_.data(), out,
+                        static_cast<size_t>(std::max<int64_t>(cfg_.zero.allgather_bucket_size, 1)));
   }
 
   int stage() const override { return stage_; }
@@ -113,6 +125,7 @@ class PartitionedEngine : public ZeroEngine, private UnitHooks {
   }
   void after_backward(int unit) override {
     const size_t u = static_cast<size_t>(unit);
+    round_to_working(unit_grads_[u], map_.units()[u].numel, precision_);
     bucketer().add_unit(unit, unit_grads_[u]);
     pool_.release(unit_grads_[u]);
     unit_grads_[u] = nullptr;
@@ -122,6 +135,8 @@ class PartitionedEngine : public ZeroEngine, private UnitHooks {
   GPT2& model_;
   ProcessGroup& pg_;
   int stage_;
+  WorkingPrecision precision_;
+  LossScaler scaler_;
   PartitionMap map_;
   std::vector<float> master_;      // fp32 master weights of this rank's partition
   std::vector<float> part_grads_;  // reduced gradients of this rank's partition

@@ -19,6 +19,8 @@ class Stage3Engine : public ZeroEngine, private UnitHooks {
       : cfg_(cfg),
         model_(model),
         pg_(pg),
+        precision_(working_precision(cfg)),
+        scaler_(cfg.fp16),
         map_(model, pg.size()),
         master_(map_.partition_numel()),
         part_grads_(map_.partition_numel(), 0.0f),
@@ -29,7 +31,13 @@ class Stage3Engine : public ZeroEngine, private UnitHooks {
         unit_grads_(static_cast<size_t>(model.num_units()), nullptr) {
     map_.flat_to_partition(model.param_data(), master_.data(), pg.rank());
     model_.release_own_buffers();  // from here on the model sees parameters only through the hooks
-    coordinator_ = std::make_unique<ParamCoordinator>(map_, pg, cfg.zero, master_.data());
+    const void* working = master_.data();
+    if (is_mixed(precision_)) {
+      working_.resize(master_.size());
+      to_working_bits(master_.data(), working_.data(), master_.size(), precision_);
+      working = working_.data();
+    }
+    coordinator_ = std::make_unique<ParamCoordinator>(map_, pg, cfg.zero, working, precision_);
     coordinator_->end_step();  // gathers the persistent units
     model_.set_hooks(this);
   }
@@ -48,21 +56,29 @@ class Stage3Engine : public ZeroEngine, private UnitHooks {
   StepResult step(double lr, int64_t step) override {
     StepResult r;
     const size_t n = part_grads_.size();
-    r.grad_norm = global_norm_from_partitions(pg_, sum_squares(part_grads_.data(), n));
-    clip_to_global_norm(part_grads_.data(), n, r.grad_norm, cfg_.gradient_clipping);
+    if (!finish_gradients(pg_, scaler_, part_grads_.data(), n, cfg_.gradient_clipping, true, r)) {
+      coordinator_->end_step();
+      return r;
+    }
     optimizer_->step(master_.data(), part_grads_.data(), ranges_, lr, step);
+    if (is_mixed(precision_)) to_working_bits(master_.data(), working_.data(), master_.size(), precision_);
     coordinator_->end_step();
     return r;
   }
 
   MemoryStats memory() const override {
     MemoryStats m;
-    m.param_bytes = master_.size() * sizeof(float) + coordinator_->pool_peak_bytes();
-    m.grad_bytes = part_grads_.size() * sizeof(float) + grad_pool_.peak_bytes_in_use();
-    m.optimizer_bytes = optimizer_->state().size() * optimizer_->size() * sizeof(float);
-    m.comm_bytes = bucketer_.comm_bytes();
+    const bool mixed = is_mixed(precision_);
+    // fp32: the partition is the master copy itself; mixed: a 16-bit working partition plus the fp32 master.
+    m.param_bytes = master_.size() * (mixed ? sizeof(uint16_t) : sizeof(float));
+    m.grad_bytes = part_grads_.size() * sizeof(float);
+    m.optimizer_bytes = (optimizer_->state().size() * optimizer_->size() + (mixed ? master_.size() : 0)) *
+                        sizeof(float);
+    m.comm_bytes = bucketer_.comm_bytes() + coordinator_->pool_peak_bytes() + grad_pool_.peak_bytes_in_use();
     return m;
   }
+
+  float loss_scale() const override { return scaler_.scale(); }
 
   void gather_full_params(float* out) override {
     allgather_partition(map_, pg_, master_.data(), out,
@@ -85,6 +101,7 @@ class Stage3Engine : public ZeroEngine, private UnitHooks {
   void after_backward(int unit) override {
     const size_t u = static_cast<size_t>(unit);
     coordinator_->release(unit);
+    round_to_working(unit_grads_[u], map_.units()[u].numel, precision_);
     bucketer_.add_unit(unit, unit_grads_[u]);
     grad_pool_.release(unit_grads_[u]);
     unit_grads_[u] = nullptr;
@@ -93,8 +110,11 @@ class Stage3Engine : public ZeroEngine, private UnitHooks {
   const Config& cfg_;
   GPT2& model_;
   ProcessGroup& pg_;
+  WorkingPrecision precision_;
+  LossScaler scaler_;
   PartitionMap map_;
   std::vector<float> master_;
+  std::vector<uint16_t> working_;  // bf16/fp16 copy of master_ that the coordinator gathers
   std::vector<float> part_grads_;
   std::unique_ptr<Optimizer> optimizer_;
   std::vector<DecayRange> ranges_;
