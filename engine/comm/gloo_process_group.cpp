@@ -164,11 +164,18 @@ class GlooProcessGroup : public ProcessGroup {
   }
 
   ~GlooProcessGroup() override {
+    // Collectives not started yet are cancelled rather than run: a group is destroyed on error paths too, where
+    // running them would block the exit until the timeout. The one in flight (if any) still finishes or times out.
+    std::deque<std::pair<std::shared_ptr<GlooWork>, std::function<void(uint32_t)>>> cancelled;
     {
       std::lock_guard<std::mutex> g(mu_);
       stopping_ = true;
+      cancelled.swap(queue_);
     }
     cv_.notify_all();
+    for (auto& item : cancelled)
+      item.first->finish(std::make_exception_ptr(
+          RuntimeError(item.first->what() + " cancelled: its process group was destroyed first")));
     worker_.join();
   }
 
