@@ -5,8 +5,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <gloo/allgather.h>
-#include <gloo/allreduce.h>
 #include <gloo/barrier.h>
 #include <gloo/broadcast.h>
 #include <gloo/rendezvous/context.h>
@@ -141,6 +139,8 @@ class GlooWork : public Work {
 
 class GlooProcessGroup : public ProcessGroup {
  public:
+  static constexpr size_t kSegmentBytes = size_t{1} << 20;
+
   GlooProcessGroup(int rank, std::vector<int> global_ranks, int global_rank, std::shared_ptr<Store> store,
                    std::string prefix, double timeout_s, std::shared_ptr<gloo::transport::Device> device)
       : rank_(rank), global_ranks_(std::move(global_ranks)), global_rank_(global_rank), store_(std::move(store)),
@@ -164,11 +164,18 @@ class GlooProcessGroup : public ProcessGroup {
   }
 
   ~GlooProcessGroup() override {
+    // Collectives not started yet are cancelled rather than run: a group is destroyed on error paths too, where
+    // running them would block the exit until the timeout. The one in flight (if any) still finishes or times out.
+    std::deque<std::pair<std::shared_ptr<GlooWork>, std::function<void(uint32_t)>>> cancelled;
     {
       std::lock_guard<std::mutex> g(mu_);
       stopping_ = true;
+      cancelled.swap(queue_);
     }
     cv_.notify_all();
+    for (auto& item : cancelled)
+      item.first->finish(std::make_exception_ptr(
+          RuntimeError(item.first->what() + " cancelled: its process group was destroyed first")));
     worker_.join();
   }
 
@@ -179,14 +186,11 @@ class GlooProcessGroup : public ProcessGroup {
   std::shared_ptr<Work> allreduce_async(void* buf, size_t count, DType t, ReduceOp op) override {
     return enqueue(describe("allreduce", count, t, op), [=, this](uint32_t tag) {
       if (size() > 1 && count > 0) {
-        gloo::AllreduceOptions opts(context_);
-        set_output(opts, buf, count, t);
-        opts.setReduceFunction([t, op](void* c, const void* a, const void* b, size_t n) {
-          reduce_into(c, a, b, n, t, op);
-        });
-        opts.setTag(tag);
-        opts.setTimeout(timeout_);
-        gloo::allreduce(opts);
+        // Ring reduce-scatter then ring allgather, both in the caller's buffer, over n near-equal chunks.
+        Chunks c = split(count, dtype_size(t));
+        char* p = static_cast<char*>(buf);
+        ring_reduce_scatter(p, p, nullptr, c, t, op, slot_of(tag, 0));
+        ring_allgather(p, c, slot_of(tag, 1));
       }
       if (op == ReduceOp::Avg) scale(buf, count, t, 1.0f / static_cast<float>(size()));
     });
@@ -195,7 +199,15 @@ class GlooProcessGroup : public ProcessGroup {
   std::shared_ptr<Work> reduce_scatter_async(const void* in, void* out, size_t count, DType t,
                                              ReduceOp op) override {
     return enqueue(describe("reduce_scatter", count, t, op), [=, this](uint32_t tag) {
-      ring_reduce_scatter(in, out, count, t, op, tag);
+      size_t esize = dtype_size(t), bytes = count * esize;
+      if (size() == 1 || count == 0) {
+        std::memmove(out, in, bytes);
+      } else {
+        Chunks c = equal_chunks(count, esize);
+        if (work_.size() < bytes * c.size.size()) work_.resize(bytes * c.size.size());
+        ring_reduce_scatter(static_cast<const char*>(in), work_.data(), static_cast<char*>(out), c, t, op,
+                            slot_of(tag, 0));
+      }
       if (op == ReduceOp::Avg) scale(out, count, t, 1.0f / static_cast<float>(size()));
     });
   }
@@ -206,14 +218,7 @@ class GlooProcessGroup : public ProcessGroup {
       char* mine = static_cast<char*>(out) + static_cast<size_t>(rank_) * bytes;
       if (in != mine) std::memmove(mine, in, bytes);
       if (size() == 1 || count == 0) return;
-      // Gloo copies its input into the output's own chunk; passing that chunk itself as input is the aliasing case.
-      std::vector<char> staging(mine, mine + bytes);
-      gloo::AllgatherOptions opts(context_);
-      opts.setInput(reinterpret_cast<uint8_t*>(staging.data()), bytes);
-      opts.setOutput(static_cast<uint8_t*>(out), bytes * static_cast<size_t>(size()));
-      opts.setTag(tag);
-      opts.setTimeout(timeout_);
-      gloo::allgather(opts);
+      ring_allgather(static_cast<char*>(out), equal_chunks(count, dtype_size(t)), slot_of(tag, 1));
     });
   }
 
@@ -270,42 +275,95 @@ class GlooProcessGroup : public ProcessGroup {
     return s;
   }
 
-  template <typename Opts>
-  static void set_output(Opts& opts, void* buf, size_t count, DType t) {
-    if (t == DType::F32)
-      opts.setOutput(static_cast<float*>(buf), count);
-    else
-      opts.setOutput(static_cast<uint16_t*>(buf), count);
+  // Byte offset and size of each rank's chunk of a buffer.
+  struct Chunks {
+    std::vector<size_t> off, size;
+  };
+  Chunks equal_chunks(size_t count, size_t esize) const {
+    Chunks c;
+    for (int i = 0; i < size(); ++i) {
+      c.off.push_back(static_cast<size_t>(i) * count * esize);
+      c.size.push_back(count * esize);
+    }
+    return c;
+  }
+  // count elements over n chunks whose sizes differ by at most one element.
+  Chunks split(size_t count, size_t esize) const {
+    Chunks c;
+    size_t n = static_cast<size_t>(size()), at = 0;
+    for (size_t i = 0; i < n; ++i) {
+      size_t elems = count / n + (i < count % n ? 1 : 0);
+      c.off.push_back(at * esize);
+      c.size.push_back(elems * esize);
+      at += elems;
+    }
+    return c;
+  }
+  static uint64_t slot_of(uint32_t tag, int phase) {
+    return (uint64_t{0x5a} << 56) | (static_cast<uint64_t>(phase) << 32) | tag;
   }
 
-  // Ring reduce-scatter over n equal chunks: at step s rank r sends its partial sum of chunk r-s-1 to its right
-  // neighbour and folds the left neighbour's chunk r-s-2 into its own; after n-1 steps it holds chunk r in full.
-  void ring_reduce_scatter(const void* in, void* out, size_t count, DType t, ReduceOp op, uint32_t tag) {
-    size_t esize = dtype_size(t), chunk = count * esize;
-    int n = size();
-    if (n == 1 || count == 0) {
-      std::memmove(out, in, chunk);
-      return;
-    }
-    std::vector<char> work(static_cast<const char*>(in), static_cast<const char*>(in) + chunk * n);
-    std::vector<char> incoming(chunk);
-    auto send_buf = context_->createUnboundBuffer(work.data(), work.size());
-    auto recv_buf = context_->createUnboundBuffer(incoming.data(), incoming.size());
-    const uint64_t slot = (uint64_t{0x5a} << 56) | tag;
-    int right = (rank_ + 1) % n, left = (rank_ + n - 1) % n;
+  // Ring reduce-scatter: at step s rank r sends its partial sum of chunk r-s-1 to its right neighbour and folds the
+  // left neighbour's partial sum of chunk r-s-2 into its own; after n-1 steps it holds chunk r in full. Step 0
+  // sends from in; partial sums go to acc (which may be in itself), the final chunk to out (nullptr: into acc).
+  // Chunks move in segments: one huge send stalls gloo's TCP pair, and segments let the reduction of one overlap
+  // the transfer of the next. Scratch buffers persist across calls: this VM's page faults are expensive.
+  void ring_reduce_scatter(const char* in, char* acc, char* out, const Chunks& c, DType t, ReduceOp op,
+                           uint64_t slot) {
+    const int n = size();
+    const size_t esize = dtype_size(t), max_chunk = *std::max_element(c.size.begin(), c.size.end());
+    if (incoming_.size() < max_chunk) incoming_.resize(max_chunk);
+    const size_t total = c.off.back() + c.size.back();
+    auto in_buf = context_->createUnboundBuffer(const_cast<char*>(in), total);
+    auto acc_buf = acc == in ? nullptr : context_->createUnboundBuffer(acc, total);
+    auto recv_buf = context_->createUnboundBuffer(incoming_.data(), max_chunk);
+    const int right = (rank_ + 1) % n, left = (rank_ + n - 1) % n;
     for (int s = 0; s < n - 1; ++s) {
       size_t send_idx = static_cast<size_t>((rank_ - s - 1 + 2 * n) % n);
       size_t recv_idx = static_cast<size_t>((rank_ - s - 2 + 2 * n) % n);
-      send_buf->send(right, slot, send_idx * chunk, chunk);
-      recv_buf->recv(left, slot, 0, chunk);
-      if (!recv_buf->waitRecv(timeout_))
-        throw RuntimeError("receive from rank " + std::to_string(global_ranks_[left]) + " aborted");
-      char* acc = work.data() + recv_idx * chunk;
-      reduce_into(acc, acc, incoming.data(), count, t, op);
-      if (!send_buf->waitSend(timeout_))
-        throw RuntimeError("send to rank " + std::to_string(global_ranks_[right]) + " aborted");
+      auto& send_from = (s == 0 || !acc_buf) ? in_buf : acc_buf;
+      size_t send_bytes = c.size[send_idx], recv_bytes = c.size[recv_idx];
+      size_t sends = 0, recvs = 0;
+      for (size_t o = 0; o < recv_bytes; o += kSegmentBytes, ++recvs)
+        recv_buf->recv(left, slot, o, std::min(kSegmentBytes, recv_bytes - o));
+      for (size_t o = 0; o < send_bytes; o += kSegmentBytes, ++sends)
+        send_from->send(right, slot, c.off[send_idx] + o, std::min(kSegmentBytes, send_bytes - o));
+      char* dst = (s == n - 2 && out) ? out : acc + c.off[recv_idx];
+      const char* mine = in + c.off[recv_idx];
+      for (size_t k = 0, o = 0; k < recvs; ++k, o += kSegmentBytes) {
+        // Segments from one peer on one slot complete in order, so the k-th completion is segment k.
+        if (!recv_buf->waitRecv(timeout_))
+          throw RuntimeError("receive from rank " + std::to_string(global_ranks_[left]) + " aborted");
+        size_t len = std::min(kSegmentBytes, recv_bytes - o);
+        reduce_into(dst + o, mine + o, incoming_.data() + o, len / esize, t, op);
+      }
+      for (size_t k = 0; k < sends; ++k)
+        if (!send_from->waitSend(timeout_))
+          throw RuntimeError("send to rank " + std::to_string(global_ranks_[right]) + " aborted");
     }
-    std::memcpy(out, work.data() + static_cast<size_t>(rank_) * chunk, chunk);
+  }
+
+  // Ring allgather in place: rank r's chunk is already in buf; at step s it forwards chunk r-s to the right and
+  // receives chunk r-s-1 from the left straight into its place.
+  void ring_allgather(char* buf, const Chunks& c, uint64_t slot) {
+    const int n = size();
+    auto ub = context_->createUnboundBuffer(buf, c.off.back() + c.size.back());
+    const int right = (rank_ + 1) % n, left = (rank_ + n - 1) % n;
+    for (int s = 0; s < n - 1; ++s) {
+      size_t send_idx = static_cast<size_t>((rank_ - s + n) % n);
+      size_t recv_idx = static_cast<size_t>((rank_ - s - 1 + 2 * n) % n);
+      size_t sends = 0, recvs = 0;
+      for (size_t o = 0; o < c.size[recv_idx]; o += kSegmentBytes, ++recvs)
+        ub->recv(left, slot, c.off[recv_idx] + o, std::min(kSegmentBytes, c.size[recv_idx] - o));
+      for (size_t o = 0; o < c.size[send_idx]; o += kSegmentBytes, ++sends)
+        ub->send(right, slot, c.off[send_idx] + o, std::min(kSegmentBytes, c.size[send_idx] - o));
+      for (size_t k = 0; k < recvs; ++k)
+        if (!ub->waitRecv(timeout_))
+          throw RuntimeError("receive from rank " + std::to_string(global_ranks_[left]) + " aborted");
+      for (size_t k = 0; k < sends; ++k)
+        if (!ub->waitSend(timeout_))
+          throw RuntimeError("send to rank " + std::to_string(global_ranks_[right]) + " aborted");
+    }
   }
 
   std::shared_ptr<Work> enqueue(std::string what, std::function<void(uint32_t)> fn) {
@@ -366,6 +424,7 @@ class GlooProcessGroup : public ProcessGroup {
   std::shared_ptr<gloo::transport::Device> device_;
   std::shared_ptr<gloo::Context> context_;
   std::map<std::string, int> subgroup_count_;
+  std::vector<char> work_, incoming_;  // ring scratch, grown on demand and kept (used by the worker thread only)
 
   std::mutex mu_;
   std::condition_variable cv_;
