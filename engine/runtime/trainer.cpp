@@ -105,6 +105,11 @@ TrainSummary Trainer::run() {
                  dims.n_layer, dims.n_head, dims.n_embd, dims.vocab_size, model.num_params(), engine->stage(), world,
                  batch.train_batch_size, B, gas, world, T);
 
+  if (rank == 0) {
+    const MemoryStats mem = engine->memory();
+    spdlog::info("model states at start (rank 0): params {} B, grads {} B, optimizer {} B, total {} B",
+                 mem.param_bytes, mem.grad_bytes, mem.optimizer_bytes, mem.model_state_bytes());
+  }
   std::vector<int32_t> inputs(static_cast<size_t>(B) * T), targets(inputs.size());
   TrainSummary summary;
   const int64_t max_steps = cfg_.train.max_steps;
@@ -145,13 +150,17 @@ TrainSummary Trainer::run() {
                      {"tokens_per_s", tokens_per_step / secs},
                      {"ms_per_step", secs * 1e3},
                      {"model_state_bytes", mem.model_state_bytes()},
+                     {"param_bytes", mem.param_bytes},
+                     {"grad_bytes", mem.grad_bytes},
+                     {"optimizer_bytes", mem.optimizer_bytes},
+                     {"transient_bytes", mem.comm_bytes},
                      {"peak_rss_bytes", peak_rss_bytes()}});
       if (r.skipped)
         spdlog::warn("step {}: gradient overflow (inf/NaN) at loss scale {}: step skipped, loss scale now {}",
                      step + 1, r.loss_scale, engine->loss_scale());
       if (step == 0)
-        spdlog::info("memory after the first step: params {} B, grads {} B, optimizer {} B, comm buffers {} B, "
-                     "peak RSS {} B",
+        spdlog::info("memory after the first step (rank 0): params {} B, grads {} B, optimizer {} B, transient "
+                     "buffers (peak) {} B, peak RSS {} B",
                      mem.param_bytes, mem.grad_bytes, mem.optimizer_bytes, mem.comm_bytes, peak_rss_bytes());
       const bool print = cfg_.steps_per_print > 0 && ((step + 1) % cfg_.steps_per_print == 0 || step == 0);
       if (print) {
