@@ -12,6 +12,13 @@ import subprocess
 import sys
 import tempfile
 
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 N_LAYER, N_HEAD, N_EMBD, VOCAB, BLOCK = 3, 4, 96, 256, 64
 
 
@@ -58,7 +65,7 @@ def main():
                 m = re.search(r"^\s*total:\s+(\d+) bytes", r.stdout, re.M)
                 dry = int(m.group(1)) if m else -1
                 r = subprocess.run([exe, "--config", path, "--nproc_per_node", str(world), "--master_port",
-                                    str(29850 + 4 * stage + world)], capture_output=True, text=True, timeout=120)
+                                    str(free_port())], capture_output=True, text=True, timeout=120)
                 if r.returncode != 0:
                     failures.append(f"stage {stage} world {world}: exit {r.returncode}: {r.stderr[-1500:]}")
                     continue

@@ -12,6 +12,13 @@ import subprocess
 import sys
 import tempfile
 
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 import numpy as np
 
 STEPS = 5
@@ -63,7 +70,7 @@ def run(build, workdir, name, stage, world, gas, precision="fp32"):
     with open(path, "w") as f:
         json.dump(cfg, f)
     cmd = [os.path.join(build, "zerotrain"), "--config", path, "--nproc_per_node", str(world),
-           "--master_port", str(29600 + 10 * stage + world + (5 if gas > 1 else 0) + (50 if precision == "bf16" else 0))]
+           "--master_port", str(free_port())]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if p.returncode != 0:
         raise AssertionError(f"{name}: exit {p.returncode}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
