@@ -139,8 +139,11 @@ TEST_F(CliTest, PrintConfigPrintsJsonAndWarnings) {
 }
 
 TEST_F(CliTest, TrainingEntryIsReached) {
-  ProcessResult r = zerotrain({"--config", std::string(ZT_SOURCE_DIR) + "/configs/tiny_cpu.json"});
+  const std::string out = ::testing::TempDir() + "zt_cli_training_entry";
+  ProcessResult r = zerotrain({"--config", std::string(ZT_SOURCE_DIR) + "/configs/tiny_cpu.json", "train.max_steps=2",
+                               "train.save_dir=" + out});
   EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("done: 2 steps"), std::string::npos) << r.err;
 }
 
 struct BadConfig {
