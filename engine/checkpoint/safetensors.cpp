@@ -371,6 +371,13 @@ void SafetensorsWriter::close() {
     fail(path_, "closed after " + std::to_string(next_) + " of " + std::to_string(tensors_.size()) +
                     " tensors were written");
   }
+  // Durable before it is called written: checkpoints rename files into place only after this returns.
+  if (::fsync(fd_) != 0) {
+    const int err = errno;
+    ::close(fd_);
+    fd_ = -1;
+    fail(path_, std::string("fsync failed: ") + std::strerror(err));
+  }
   int rc = ::close(fd_);
   fd_ = -1;
   if (rc != 0) fail(path_, std::string("close failed: ") + std::strerror(errno));

@@ -9,6 +9,7 @@
 
 #include "engine/base/error.h"
 #include "engine/base/logging.h"
+#include "engine/checkpoint/checkpoint.h"
 #include "engine/config/config_parser.h"
 #include "engine/data/data_loader.h"
 #include "engine/model/gpt2.h"
@@ -86,13 +87,23 @@ TrainSummary Trainer::run() {
 
   auto engine = make_zero_engine(cfg_, model, pg_);
 
+  int64_t start_step = 0, updates = 0;  // updates: optimizer steps taken
+  if (!cfg_.train.resume.empty()) {
+    const std::string dir = resolve_checkpoint_dir(cfg_.train.resume, cfg_.train.save_dir);
+    TrainingProgress p = load_checkpoint(dir, model, *engine, pg_, B, cfg_.data.shuffle);
+    start_step = p.step;
+    updates = p.updates;
+    train.restore(p.loader);
+  }
+
   std::string metrics_path = cfg_.train.metrics_file.empty()
                                  ? (fs::path(cfg_.train.save_dir) / "metrics.jsonl").string()
                                  : cfg_.train.metrics_file;
   std::unique_ptr<MetricsWriter> metrics;
   if (rank == 0) {
-    metrics = std::make_unique<MetricsWriter>(metrics_path);
+    metrics = std::make_unique<MetricsWriter>(metrics_path, /*append=*/start_step > 0);
     metrics->write({{"type", "run"},
+                   {"resumed_from_step", start_step},
                    {"version", ZT_VERSION},
                    {"world_size", world},
                    {"num_params", model.num_params()},
@@ -116,8 +127,7 @@ TrainSummary Trainer::run() {
   const double tokens_per_step = static_cast<double>(batch.train_batch_size) * T;
   ProgressBar bar(max_steps, rank == 0 && isatty(STDOUT_FILENO));
 
-  int64_t updates = 0;  // optimizer steps taken
-  for (int64_t step = 0; step < max_steps; ++step) {
+  for (int64_t step = start_step; step < max_steps; ++step) {
     auto t0 = std::chrono::steady_clock::now();
     engine->begin_step();
     double loss_sum = 0.0;
@@ -172,6 +182,12 @@ TrainSummary Trainer::run() {
     }
 
     const bool last = step + 1 == max_steps;
+    if (last || (cfg_.train.save_interval > 0 && (step + 1) % cfg_.train.save_interval == 0)) {
+      bar.finish();
+      TrainingProgress progress{step + 1, updates, train.state(), B};
+      const std::string tag = save_checkpoint(cfg_, model, *engine, pg_, progress);
+      if (rank == 0) spdlog::info("saved checkpoint {}", tag);
+    }
     if (val && ((step + 1) % cfg_.train.eval_interval == 0 || last)) {
       val->reset();
       double vsum = 0.0;

@@ -16,6 +16,7 @@ class DataParallelEngine : public ZeroEngine {
       : cfg_(cfg),
         model_(model),
         pg_(pg),
+        map_(model, pg.size()),
         precision_(working_precision(cfg)),
         scaler_(cfg.fp16),
         optimizer_(make_optimizer(cfg.optimizer, model.num_params())),
@@ -75,10 +76,37 @@ class DataParallelEngine : public ZeroEngine {
 
   int stage() const override { return 0; }
 
+  const PartitionMap& partition_map() const override { return map_; }
+  std::vector<std::string> state_names() const override { return checkpoint_state_names(*optimizer_); }
+
+  void export_partition(const std::string& name, float* partition) override {
+    const float* full = name == "master" ? (is_mixed(precision_) ? master_.data() : model_.param_data())
+                                         : optimizer_state(*optimizer_, name);
+    map_.flat_to_partition(full, partition, pg_.rank());
+  }
+
+  void import_full(const std::string& name, const float* flat) override {
+    float* dst = name == "master" ? (is_mixed(precision_) ? master_.data() : model_.param_data())
+                                  : optimizer_state(*optimizer_, name);
+    std::memcpy(dst, flat, model_.num_params() * sizeof(float));
+  }
+
+  void finish_import() override {
+    if (!is_mixed(precision_)) return;
+    std::memcpy(model_.param_data(), master_.data(), model_.num_params() * sizeof(float));
+    round_to_working(model_.param_data(), model_.num_params(), precision_);
+  }
+
+  ScalerState scaler_state() const override {
+    return {scaler_.scale(), scaler_.hysteresis_left(), scaler_.clean_steps()};
+  }
+  void set_scaler_state(const ScalerState& s) override { scaler_.restore(s.scale, s.hysteresis_left, s.clean_steps); }
+
  private:
   const Config& cfg_;
   GPT2& model_;
   ProcessGroup& pg_;
+  PartitionMap map_;  // only for checkpoints: every stage saves the same partition layout
   WorkingPrecision precision_;
   LossScaler scaler_;
   std::unique_ptr<Optimizer> optimizer_;

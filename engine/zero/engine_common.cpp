@@ -1,5 +1,7 @@
 #include "engine/zero/engine_common.h"
 
+#include "engine/base/error.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -25,6 +27,18 @@ double global_norm_from_partitions(ProcessGroup& pg, double local_sum_squares) {
   parts[1] = static_cast<float>(local_sum_squares - static_cast<double>(parts[0]));
   if (pg.size() > 1) pg.allreduce(parts, 2, DType::F32, ReduceOp::Sum);
   return std::sqrt(static_cast<double>(parts[0]) + static_cast<double>(parts[1]));
+}
+
+std::vector<std::string> checkpoint_state_names(Optimizer& opt) {
+  std::vector<std::string> names{"master"};
+  for (auto& [name, buf] : opt.state()) names.push_back(name);
+  return names;
+}
+
+float* optimizer_state(Optimizer& opt, const std::string& name) {
+  for (auto& [n, buf] : opt.state())
+    if (n == name) return buf;
+  throw RuntimeError("the optimizer has no state buffer '" + name + "' (a checkpoint of another optimizer?)");
 }
 
 bool finish_gradients(ProcessGroup& pg, LossScaler& scaler, float* grads, size_t n, double clip, bool partitioned,

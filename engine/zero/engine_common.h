@@ -21,6 +21,11 @@ std::vector<DecayRange> full_decay_ranges(const GPT2& model);
 // sqrt of the sum over ranks of each rank's local sum of squares.
 double global_norm_from_partitions(ProcessGroup& pg, double local_sum_squares);
 
+// "master" followed by the optimizer's state buffer names.
+std::vector<std::string> checkpoint_state_names(Optimizer& opt);
+// The optimizer's state buffer called name; throws RuntimeError naming it when there is none.
+float* optimizer_state(Optimizer& opt, const std::string& name);
+
 // The part of every stage's step between reduced gradients and the optimizer: agree on overflow (fp16: skip the
 // step and lower the scale), unscale, compute the global norm (over partitions when partitioned) and clip.
 // Returns false when the step is skipped; fills r.

@@ -35,6 +35,13 @@ class LossScaler {
   float scale() const { return scale_; }
   // Records one step's outcome; returns the new scale.
   float update(bool overflow);
+  int hysteresis_left() const { return hysteresis_left_; }
+  int clean_steps() const { return clean_steps_; }
+  void restore(float scale, int hysteresis_left, int clean_steps) {
+    scale_ = scale;
+    hysteresis_left_ = hysteresis_left;
+    clean_steps_ = clean_steps;
+  }
 
  private:
   bool enabled_ = false;

@@ -7,13 +7,22 @@
 
 namespace zt {
 
-PartitionMap::PartitionMap(const GPT2& model, int world_size) : world_size_(world_size) {
+namespace {
+std::vector<UnitRange> unit_ranges(const GPT2& model) {
+  std::vector<UnitRange> r;
+  for (int u = 0; u < model.num_units(); ++u) r.push_back(model.unit_range(u));
+  return r;
+}
+}  // namespace
+
+PartitionMap::PartitionMap(const GPT2& model, int world_size) : PartitionMap(unit_ranges(model), world_size) {}
+
+PartitionMap::PartitionMap(const std::vector<UnitRange>& ranges, int world_size) : world_size_(world_size) {
   if (world_size < 1) throw RuntimeError("PartitionMap: world size must be >= 1, got " + std::to_string(world_size));
-  num_params_ = model.num_params();
   const size_t quantum = static_cast<size_t>(world_size) * kAlign;
   size_t local = 0;
-  for (int u = 0; u < model.num_units(); ++u) {
-    UnitRange r = model.unit_range(u);
+  for (const UnitRange& r : ranges) {
+    num_params_ = std::max(num_params_, r.offset + r.numel);
     UnitShard s;
     s.flat_offset = r.offset;
     s.numel = r.numel;

@@ -32,6 +32,8 @@ class PartitionMap {
   static constexpr size_t kAlign = 16;  // elements: 64-byte aligned fp32 shards
 
   PartitionMap(const GPT2& model, int world_size);
+  // From the units' flat ranges alone (a checkpoint manifest), without a model.
+  PartitionMap(const std::vector<UnitRange>& units, int world_size);
 
   int world_size() const { return world_size_; }
   size_t num_params() const { return num_params_; }

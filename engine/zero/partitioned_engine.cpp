@@ -102,6 +102,30 @@ class PartitionedEngine : public ZeroEngine, private UnitHooks {
 
   int stage() const override { return stage_; }
 
+  const PartitionMap& partition_map() const override { return map_; }
+  std::vector<std::string> state_names() const override { return checkpoint_state_names(*optimizer_); }
+
+  void export_partition(const std::string& name, float* partition) override {
+    const float* src = name == "master" ? master_.data() : optimizer_state(*optimizer_, name);
+    std::memcpy(partition, src, map_.partition_numel() * sizeof(float));
+  }
+
+  void import_full(const std::string& name, const float* flat) override {
+    float* dst = name == "master" ? master_.data() : optimizer_state(*optimizer_, name);
+    map_.flat_to_partition(flat, dst, pg_.rank());
+  }
+
+  void finish_import() override {
+    allgather_partition(map_, pg_, master_.data(), model_.param_data(),
+                        static_cast<size_t>(std::max<int64_t>(cfg_.zero.allgather_bucket_size, 1)));
+    round_to_working(model_.param_data(), model_.num_params(), precision_);
+  }
+
+  ScalerState scaler_state() const override {
+    return {scaler_.scale(), scaler_.hysteresis_left(), scaler_.clean_steps()};
+  }
+  void set_scaler_state(const ScalerState& s) override { scaler_.restore(s.scale, s.hysteresis_left, s.clean_steps); }
+
  private:
   GradientBucketer& bucketer() {
     if (!bucketer_)

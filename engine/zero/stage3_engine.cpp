@@ -2,6 +2,7 @@
 // parameters only between the coordinator's fetch and release around each use; a unit's full gradient exists from
 // its first backward use until backward is done with it, then is reduce-scattered into the owned partition.
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "engine/zero/engine_common.h"
@@ -86,6 +87,29 @@ class Stage3Engine : public ZeroEngine, private UnitHooks {
   }
 
   int stage() const override { return 3; }
+
+  const PartitionMap& partition_map() const override { return map_; }
+  std::vector<std::string> state_names() const override { return checkpoint_state_names(*optimizer_); }
+
+  void export_partition(const std::string& name, float* partition) override {
+    const float* src = name == "master" ? master_.data() : optimizer_state(*optimizer_, name);
+    std::memcpy(partition, src, map_.partition_numel() * sizeof(float));
+  }
+
+  void import_full(const std::string& name, const float* flat) override {
+    float* dst = name == "master" ? master_.data() : optimizer_state(*optimizer_, name);
+    map_.flat_to_partition(flat, dst, pg_.rank());
+  }
+
+  void finish_import() override {
+    if (is_mixed(precision_)) to_working_bits(master_.data(), working_.data(), master_.size(), precision_);
+    coordinator_->end_step();
+  }
+
+  ScalerState scaler_state() const override {
+    return {scaler_.scale(), scaler_.hysteresis_left(), scaler_.clean_steps()};
+  }
+  void set_scaler_state(const ScalerState& s) override { scaler_.restore(s.scale, s.hysteresis_left, s.clean_steps); }
   const ParamCoordinator& coordinator() const { return *coordinator_; }
 
  private:

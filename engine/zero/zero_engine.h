@@ -10,8 +10,16 @@
 #include "engine/config/config.h"
 #include "engine/model/gpt2.h"
 #include "engine/optim/optimizer.h"
+#include "engine/zero/partition_map.h"
 
 namespace zt {
+
+// Everything besides the named partition buffers that a checkpoint must restore for an exact resume.
+struct ScalerState {
+  float scale = 1.0f;
+  int hysteresis_left = 0;
+  int clean_steps = 0;
+};
 
 struct StepResult {
   double grad_norm = 0.0;  // global, before clipping
@@ -48,6 +56,18 @@ class ZeroEngine {
   // The full fp32 parameters in the model's flat layout into out (num_params floats). Collective: every rank calls.
   virtual void gather_full_params(float* out) = 0;
   virtual int stage() const = 0;
+
+  // Checkpointing. Whatever the stage, a rank's state is saved in the layout of partition_map() (this world size):
+  // for each of state_names() ("master": the fp32 weights, then the optimizer's buffers) the rank's partition.
+  virtual const PartitionMap& partition_map() const = 0;
+  virtual std::vector<std::string> state_names() const = 0;
+  virtual void export_partition(const std::string& name, float* partition) = 0;
+  // Resume from full flat tensors (num_params floats, the model's layout), rebuilt from any world size or stage;
+  // every rank calls import_full for each name, then finish_import (collective) makes the weights live.
+  virtual void import_full(const std::string& name, const float* flat) = 0;
+  virtual void finish_import() = 0;
+  virtual ScalerState scaler_state() const = 0;
+  virtual void set_scaler_state(const ScalerState& s) = 0;
 };
 
 std::unique_ptr<ZeroEngine> make_zero_engine(const Config& cfg, GPT2& model, ProcessGroup& pg);
