@@ -154,6 +154,24 @@ std::string save_checkpoint(const Config& cfg, const GPT2& model, ZeroEngine& en
   std::vector<uint32_t> all(4 * static_cast<size_t>(world));
   pg.allgather(mine, all.data(), 4, DType::F32);
 
+  // The consolidated model in working precision, for serving (DeepSpeed's
+  // stage3_gather_16bit_weights_on_model_save): a collective gather, written by rank 0 into the tag.
+  json exports = json::array();
+  if (cfg.zero.stage3_gather_16bit_weights_on_model_save) {
+    std::vector<float> full(model.num_params());
+    engine.gather_full_params(full.data());
+    if (rank == 0) {
+      const StDtype dt = cfg.fp16.enabled ? StDtype::F16 : cfg.bf16 ? StDtype::BF16 : StDtype::F32;
+      std::vector<StTensorRef> refs;
+      for (const ParamInfo& p : model.params()) refs.push_back({p.name, dt, p.shape, full.data() + p.offset});
+      const fs::path path = tmp / "model.safetensors";
+      write_safetensors(path.string(), refs, {{"format", "pt"}});
+      uint64_t b = 0;
+      const uint32_t c = crc32_file(path.string(), &b);
+      exports.push_back({{"name", "model.safetensors"}, {"dtype", st_dtype_name(dt)}, {"bytes", b}, {"crc32", c}});
+    }
+  }
+
   if (rank == 0) {
     json m;
     m["format_version"] = kCheckpointFormatVersion;
@@ -189,6 +207,7 @@ std::string save_checkpoint(const Config& cfg, const GPT2& model, ZeroEngine& en
                        {"crc32", w[0]}});
     }
     m["files"] = files;
+    m["exports"] = exports;
     write_file_atomically(tmp / "manifest.json", m.dump(1) + "\n");
     fsync_path(tmp, true);
     crash_point(rank, "before_rename");
@@ -214,8 +233,7 @@ std::string resolve_checkpoint_dir(const std::string& resume, const std::string&
     std::ifstream in(latest);
     std::string tag;
     if (!in || !(in >> tag))
-      throw RuntimeError("train.resume=latest: no checkpoint to resume from ('" + latest.string() +
-                         "' is missing or empty)");
+      throw RuntimeError("no checkpoint in '" + save_dir + "': '" + latest.string() + "' is missing or empty");
     dir = fs::path(save_dir) / tag;
   } else if (fs::exists(fs::path(resume) / "manifest.json")) {
     dir = resume;

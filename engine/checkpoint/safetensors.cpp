@@ -122,6 +122,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     }
     if (!header.is_object()) fail(path, "the JSON header is not an object");
     data_ = bytes + 8 + header_len;
+    data_offset_ = 8 + header_len;
     uint64_t data_bytes = file_bytes - 8 - header_len;
     for (auto it = header.begin(); it != header.end(); ++it) {
       if (it.key() == "__metadata__") {

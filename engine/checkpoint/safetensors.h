@@ -41,6 +41,9 @@ class SafetensorsFile {
   const std::vector<StTensorInfo>& tensors() const { return tensors_; }
   const StTensorInfo* find(const std::string& name) const;  // nullptr when absent
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  // Byte offset of the data section in the file (8 + header length): tensor t's bytes are at
+  // data_offset() + t.begin, for readers that stream with pread instead of touching the mapping.
+  uint64_t data_offset() const { return data_offset_; }
   // Converts to float; n must equal the tensor's element count. Throws RuntimeError for an unknown name.
   void read_float(const std::string& name, float* out, size_t n) const;
   std::vector<float> read_float(const std::string& name) const;
@@ -50,6 +53,7 @@ class SafetensorsFile {
   void* map_ = nullptr;
   size_t map_bytes_ = 0;
   const unsigned char* data_ = nullptr;  // start of the data section
+  uint64_t data_offset_ = 0;
   std::vector<StTensorInfo> tensors_;
   std::map<std::string, size_t> index_;
   std::map<std::string, std::string> metadata_;
