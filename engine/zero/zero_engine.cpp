@@ -1,6 +1,7 @@
 #include "engine/zero/zero_engine.h"
 
 #include "engine/base/error.h"
+#include "engine/base/logging.h"
 
 namespace zt {
 
@@ -9,6 +10,18 @@ std::unique_ptr<ZeroEngine> make_partitioned_engine(const Config& cfg, GPT2& mod
 std::unique_ptr<ZeroEngine> make_stage3_engine(const Config& cfg, GPT2& model, ProcessGroup& pg);
 
 std::unique_ptr<ZeroEngine> make_zero_engine(const Config& cfg, GPT2& model, ProcessGroup& pg) {
+  // Said out loud until the offload engine is wired in: never silently ignored.
+  if (pg.rank() == 0) {
+    const auto& z = cfg.zero;
+    if (z.offload_optimizer.device == OffloadDevice::Nvme)
+      spdlog::warn("zero_optimization.offload_optimizer.device=nvme is accepted but not implemented yet: the "
+                   "optimizer state stays in host memory");
+    if (z.offload_param.device == OffloadDevice::Nvme)
+      spdlog::warn("zero_optimization.offload_param.device=nvme is accepted but not implemented yet: partitioned "
+                   "parameters stay in host memory");
+    if (z.offload_optimizer.device == OffloadDevice::Cpu || z.offload_param.device == OffloadDevice::Cpu)
+      spdlog::info("offload to cpu: on a CPU run the partitions already live in host memory");
+  }
   switch (cfg.zero.stage) {
     case 0:
       return make_data_parallel_engine(cfg, model, pg);
