@@ -9,8 +9,6 @@
 import argparse
 import json
 import os
-import resource
-import socket
 import struct
 import subprocess
 import sys
@@ -19,6 +17,9 @@ import tempfile
 import numpy as np
 import torch
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+from zt_testlib import free_port, read_safetensors  # noqa: E402
+
 failures = []
 
 
@@ -26,21 +27,6 @@ def check(cond, msg):
     print(("ok   " if cond else "FAIL ") + msg)
     if not cond:
         failures.append(msg)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def read_st(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    return {k: np.frombuffer(data[v["data_offsets"][0]:v["data_offsets"][1]], "<f4").reshape(v["shape"])
-            for k, v in header.items() if k != "__metadata__"}
 
 
 def train(build, out, stage, world, model, steps=2, extra=None):
@@ -84,17 +70,17 @@ def main():
                 out = os.path.join(tmp, f"s{stage}w{world}")
                 train(b, out, stage, world, odd)
                 log = merge(b, out, os.path.join(out, "merged"))
-                got = read_st(os.path.join(out, "merged", "model.safetensors"))
-                ref = read_st(os.path.join(out, "model.safetensors"))
+                got = read_safetensors(os.path.join(out, "merged", "model.safetensors"))
+                ref = read_safetensors(os.path.join(out, "model.safetensors"))
                 same = set(got) == set(ref) and all(np.array_equal(got[k], ref[k]) for k in ref)
                 check(same and f"ZeRO stage {stage}, world size {world}" in log,
                       f"stage {stage} world {world}: merge equals the engine's gathered weights bit for bit")
 
         # Eval loss through torch on the merged weights.
         out = os.path.join(tmp, "eval")
-        cfg = train(b, out, 3, 2, odd, steps=3, extra={"train": {"eval_interval": 3, "eval_steps": 1}})
+        train(b, out, 3, 2, odd, steps=3, extra={"train": {"eval_interval": 3, "eval_steps": 1}})
         merge(b, out, os.path.join(out, "merged.safetensors"))
-        w = {k: torch.from_numpy(v.copy()).double() for k, v in read_st(os.path.join(out, "merged.safetensors")).items()}
+        w = {k: torch.from_numpy(v.copy()).double() for k, v in read_safetensors(os.path.join(out, "merged.safetensors")).items()}
         with open(os.path.join(out, "metrics.jsonl")) as f:
             val = [json.loads(l)["val_loss"] for l in f if '"eval"' in l][-1]
         # The val loader reads the val shard in order: rank r's first micro-batch starts at r*B*T (B = micro).
@@ -131,8 +117,8 @@ def main():
         merged = {}
         for f in files:
             if f.endswith(".safetensors"):
-                merged.update(read_st(os.path.join(shards, f)))
-        ref = read_st(os.path.join(out, "model.safetensors"))
+                merged.update(read_safetensors(os.path.join(shards, f)))
+        ref = read_safetensors(os.path.join(out, "model.safetensors"))
         check(all(np.array_equal(merged[k], ref[k]) for k in ref), "sharded merge equals the gathered weights")
         again = os.path.join(tmp, "again")
         train(b, again, 0, 1, dict(big, init_from=shards), steps=1)
@@ -148,7 +134,7 @@ def main():
             header = json.loads(f.read(n))
             data = f.read()
         merge(b, out, os.path.join(out, "merged"))
-        fp32 = read_st(os.path.join(out, "merged", "model.safetensors"))
+        fp32 = read_safetensors(os.path.join(out, "merged", "model.safetensors"))
         ok = True
         for k, v in fp32.items():
             meta = header[k]

@@ -12,12 +12,8 @@ import subprocess
 import sys
 import tempfile
 
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+from zt_testlib import free_port  # noqa: E402
 
 N_LAYER, N_HEAD, N_EMBD, VOCAB, BLOCK = 3, 4, 96, 256, 64
 

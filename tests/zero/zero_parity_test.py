@@ -7,39 +7,19 @@ batch) on the embedded corpus and compares each run's per-step losses (metrics.j
 import argparse
 import json
 import os
-import struct
 import subprocess
 import sys
 import tempfile
 
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+from zt_testlib import free_port, read_safetensors  # noqa: E402
 
 STEPS = 5
 GLOBAL_BATCH = 48
 # (loss relative tolerance, weight absolute tolerance) per precision; bf16 runs are compared with single-process bf16.
 TOLERANCE = {"fp32": (1e-5, 1e-5), "bf16": (2e-2, 2e-2)}
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, meta in header.items():
-        if name == "__metadata__":
-            continue
-        assert meta["dtype"] == "F32", f"{path}: {name} is {meta['dtype']}, expected F32"
-        b, e = meta["data_offsets"]
-        out[name] = np.frombuffer(data[b:e], dtype="<f4").reshape(meta["shape"])
-    return out
 
 
 def run(build, workdir, name, stage, world, gas, precision="fp32"):
