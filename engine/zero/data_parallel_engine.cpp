@@ -97,9 +97,7 @@ class DataParallelEngine : public ZeroEngine {
     round_to_working(model_.param_data(), model_.num_params(), precision_);
   }
 
-  ScalerState scaler_state() const override {
-    return {scaler_.scale(), scaler_.hysteresis_left(), scaler_.clean_steps()};
-  }
+  ScalerState scaler_state() const override { return {scaler_.scale(), scaler_.hysteresis_left(), scaler_.clean_steps()}; }
   void set_scaler_state(const ScalerState& s) override { scaler_.restore(s.scale, s.hysteresis_left, s.clean_steps); }
 
  private:

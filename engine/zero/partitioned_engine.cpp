@@ -4,12 +4,11 @@
 // as soon as backward has finished them, so that full gradients exist only for the units backward is working on;
 // with `overlap_comm` those reduce-scatters run while backward goes on.
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "engine/zero/engine_common.h"
 #include "engine/zero/gradient_bucketer.h"
-#include "engine/zero/partition_map.h"
+#include "engine/zero/owned_partition.h"
 #include "engine/zero/unit_buffer_pool.h"
 #include "engine/zero/zero_engine.h"
 
@@ -23,14 +22,8 @@ class PartitionedEngine : public ZeroEngine, private UnitHooks {
         pg_(pg),
         stage_(stage),
         precision_(working_precision(cfg)),
-        scaler_(cfg.fp16),
-        map_(model, pg.size()),
-        master_(map_.partition_numel()),
-        part_grads_(map_.partition_numel(), 0.0f),
-        optimizer_(make_optimizer(cfg.optimizer, map_.partition_numel())),
-        ranges_(map_.decay_ranges(model.params(), pg.rank())),
+        owned_(cfg, model, pg),
         unit_grads_(static_cast<size_t>(model.num_units()), nullptr) {
-    map_.flat_to_partition(model.param_data(), master_.data(), pg.rank());
     round_to_working(model.param_data(), model.num_params(), precision_);
     if (stage_ == 2) model_.set_hooks(this);
   }
@@ -40,41 +33,35 @@ class PartitionedEngine : public ZeroEngine, private UnitHooks {
   }
 
   void begin_step() override {
-    std::fill(part_grads_.begin(), part_grads_.end(), 0.0f);
+    owned_.zero_grads();
     if (stage_ == 1) model_.zero_grad();
   }
 
   void end_micro_batch(bool last) override {
     if (stage_ == 2) {
       // Every unit was handed to the bucketer during backward; collect this micro-batch's shards.
-      bucketer().finish(part_grads_.data());
+      bucketer().finish(owned_.grads());
       return;
     }
     if (!last) return;
     float* g = model_.grad_data();
-    round_to_working(g, model_.num_params(), precision_);
+    const size_t n = model_.num_params();
+    round_to_working(g, n, precision_);
     if (cfg_.zero.reduce_scatter || pg_.size() == 1) {
-      for (int u = 0; u < model_.num_units(); ++u) bucketer().add_unit(u, g + map_.units()[u].flat_offset);
-      bucketer().finish(part_grads_.data());
+      for (int u = 0; u < model_.num_units(); ++u) bucketer().add_unit(u, g + owned_.map().units()[u].flat_offset);
+      bucketer().finish(owned_.grads());
     } else {
-      float* gm = model_.grad_data();
-      const size_t n = model_.num_params();
       const size_t bucket = std::max<int64_t>(cfg_.zero.reduce_bucket_size, 1);
       for (size_t at = 0; at < n; at += bucket)
-        pg_.allreduce(gm + at, std::min(bucket, n - at), DType::F32, ReduceOp::Avg);
-      map_.flat_to_partition(gm, part_grads_.data(), pg_.rank());
+        pg_.allreduce(g + at, std::min(bucket, n - at), DType::F32, ReduceOp::Avg);
+      owned_.map().flat_to_partition(g, owned_.grads(), pg_.rank());
     }
-    round_to_working(part_grads_.data(), part_grads_.size(), precision_);
+    round_to_working(owned_.grads(), owned_.size(), precision_);
   }
 
   StepResult step(double lr, int64_t step) override {
     StepResult r;
-    const size_t n = part_grads_.size();
-    if (!finish_gradients(pg_, scaler_, part_grads_.data(), n, cfg_.gradient_clipping, true, r)) return r;
-    optimizer_->step(master_.data(), part_grads_.data(), ranges_, lr, step);
-    allgather_partition(map_, pg_, master_.data(), model_.param_data(),
-                        static_cast<size_t>(std::max<int64_t>(cfg_.zero.allgather_bucket_size, 1)));
-    round_to_working(model_.param_data(), model_.num_params(), precision_);
+    if (owned_.update(lr, step, r)) publish_master();
     return r;
   }
 
@@ -82,55 +69,43 @@ class PartitionedEngine : public ZeroEngine, private UnitHooks {
     MemoryStats m;
     // Honest bytes: on CPU the working-precision parameters and gradients are fp32 buffers holding 16-bit values,
     // so with bf16/fp16 these terms are twice ZeRO's 2-byte ones (stage 3 keeps its partition truly in 16 bits).
-    const size_t wbytes = sizeof(float);
-    m.param_bytes = model_.num_params() * wbytes;
+    m.param_bytes = model_.num_params() * sizeof(float);
     // Stage 1 keeps full gradients for accumulation; stage 2 only the owned partition (the units in flight are
     // transient buffers).
-    m.grad_bytes = stage_ == 1 ? model_.num_params() * wbytes : part_grads_.size() * wbytes;
+    m.grad_bytes = (stage_ == 1 ? model_.num_params() : owned_.size()) * sizeof(float);
     // The fp32 master partition is kept in every precision, as DeepSpeed's partitioned optimizer does.
-    m.optimizer_bytes = (optimizer_->state().size() * optimizer_->size() + master_.size()) * sizeof(float);
+    m.optimizer_bytes = owned_.optimizer_bytes();
     m.comm_bytes = (bucketer_ ? bucketer_->comm_bytes() : 0) + pool_.peak_bytes_in_use();
     return m;
   }
 
-  float loss_scale() const override { return scaler_.scale(); }
-
-  void gather_full_params(float* out) override {
-    allgather_partition(map_, pg_, master_.data(), out,
-                        static_cast<size_t>(std::max<int64_t>(cfg_.zero.allgather_bucket_size, 1)));
-  }
-
+  float loss_scale() const override { return owned_.loss_scale(); }
+  void gather_full_params(float* out) override { allgather_master(out); }
   int stage() const override { return stage_; }
+  const PartitionMap& partition_map() const override { return owned_.map(); }
+  std::vector<std::string> state_names() const override { return owned_.state_names(); }
+  void export_partition(const std::string& name, float* part) override { owned_.export_partition(name, part); }
+  void import_full(const std::string& name, const float* flat) override { owned_.import_full(name, flat); }
+  void finish_import() override { publish_master(); }
+  ScalerState scaler_state() const override { return owned_.scaler_state(); }
+  void set_scaler_state(const ScalerState& s) override { owned_.set_scaler_state(s); }
 
-  const PartitionMap& partition_map() const override { return map_; }
-  std::vector<std::string> state_names() const override { return checkpoint_state_names(*optimizer_); }
-
-  void export_partition(const std::string& name, float* partition) override {
-    const float* src = name == "master" ? master_.data() : optimizer_state(*optimizer_, name);
-    std::memcpy(partition, src, map_.partition_numel() * sizeof(float));
-  }
-
-  void import_full(const std::string& name, const float* flat) override {
-    float* dst = name == "master" ? master_.data() : optimizer_state(*optimizer_, name);
-    map_.flat_to_partition(flat, dst, pg_.rank());
-  }
-
-  void finish_import() override {
-    allgather_partition(map_, pg_, master_.data(), model_.param_data(),
+ private:
+  void allgather_master(float* flat) {
+    allgather_partition(owned_.map(), pg_, owned_.master(), flat,
                         static_cast<size_t>(std::max<int64_t>(cfg_.zero.allgather_bucket_size, 1)));
+  }
+
+  // Every rank's updated master partition into the model's working parameters.
+  void publish_master() {
+    allgather_master(model_.param_data());
     round_to_working(model_.param_data(), model_.num_params(), precision_);
   }
 
-  ScalerState scaler_state() const override {
-    return {scaler_.scale(), scaler_.hysteresis_left(), scaler_.clean_steps()};
-  }
-  void set_scaler_state(const ScalerState& s) override { scaler_.restore(s.scale, s.hysteresis_left, s.clean_steps); }
-
- private:
   GradientBucketer& bucketer() {
     if (!bucketer_)
       bucketer_ = std::make_unique<GradientBucketer>(
-          map_, pg_, static_cast<size_t>(std::max<int64_t>(cfg_.zero.reduce_bucket_size, 1)),
+          owned_.map(), pg_, static_cast<size_t>(std::max<int64_t>(cfg_.zero.reduce_bucket_size, 1)),
           stage_ == 2 && cfg_.zero.overlap_comm);
     return *bucketer_;
   }
@@ -143,13 +118,13 @@ class PartitionedEngine : public ZeroEngine, private UnitHooks {
   void before_backward(int unit) override {
     const size_t u = static_cast<size_t>(unit);
     if (unit_grads_[u]) return;
-    const UnitShard& s = map_.units()[u];
+    const UnitShard& s = owned_.map().units()[u];
     unit_grads_[u] = pool_.acquire(s.numel, true);
     model_.set_unit_buffers(unit, model_.param_data() + s.flat_offset, unit_grads_[u]);
   }
   void after_backward(int unit) override {
     const size_t u = static_cast<size_t>(unit);
-    round_to_working(unit_grads_[u], map_.units()[u].numel, precision_);
+    round_to_working(unit_grads_[u], owned_.map().units()[u].numel, precision_);
     bucketer().add_unit(unit, unit_grads_[u]);
     pool_.release(unit_grads_[u]);
     unit_grads_[u] = nullptr;
@@ -160,12 +135,7 @@ class PartitionedEngine : public ZeroEngine, private UnitHooks {
   ProcessGroup& pg_;
   int stage_;
   WorkingPrecision precision_;
-  LossScaler scaler_;
-  PartitionMap map_;
-  std::vector<float> master_;      // fp32 master weights of this rank's partition
-  std::vector<float> part_grads_;  // reduced gradients of this rank's partition
-  std::unique_ptr<Optimizer> optimizer_;
-  std::vector<DecayRange> ranges_;
+  OwnedPartition owned_;
   std::unique_ptr<GradientBucketer> bucketer_;
   UnitBufferPool pool_;
   std::vector<float*> unit_grads_;
