@@ -412,6 +412,57 @@ inline void check_coordinator_events(const CoordinatorRun& run, const ZeroConfig
     if (fetches_per_step[static_cast<size_t>(s)] != uses)
       f.add("coordinator: step ", s + 1, " has ", fetches_per_step[static_cast<size_t>(s)], " fetches, want ", uses);
 
+  // Replaying the log gives which units are gathered at every moment: a Prefetch must fit within
+  // stage3_max_live_parameters (only the unit needed right now may go over), and the replayed peak is the peak the
+  // coordinator reports. end_step (before each step) leaves exactly the persistent units gathered.
+  {
+    std::vector<bool> held(run.padded.size(), false);
+    size_t live = 0, peak = 0;
+    auto start_step = [&] {
+      live = 0;
+      for (size_t u = 0; u < held.size(); ++u) {
+        held[u] = run.persistent[u];
+        if (held[u]) live += run.padded[u];
+      }
+      peak = std::max(peak, live);
+    };
+    start_step();
+    for (size_t k = 0; k < run.events.size(); ++k) {
+      if (k == run.step2_first_event) start_step();
+      const CoordinatorEvent& e = run.events[k];
+      const size_t u = static_cast<size_t>(e.unit);
+      switch (e.kind) {
+        case CoordinatorEvent::Fetch:
+        case CoordinatorEvent::Prefetch:
+          if (held[u]) f.add("coordinator: event ", k, " gathers unit ", u, " which is already gathered");
+          held[u] = true;
+          live += run.padded[u];
+          if (e.kind == CoordinatorEvent::Prefetch && static_cast<int64_t>(live) > z.stage3_max_live_parameters)
+            f.add("coordinator: prefetch of unit ", u, " (event ", k, ") makes ", live,
+                  " elements live, over stage3_max_live_parameters ", z.stage3_max_live_parameters);
+          break;
+        case CoordinatorEvent::Hit:
+        case CoordinatorEvent::Keep:
+          if (!held[u]) f.add("coordinator: event ", k, " (hit/keep) on unit ", u, " which is not gathered");
+          // A unit kept for reuse is one the model no longer needs: only within the live budget.
+          if (e.kind == CoordinatorEvent::Keep && !run.persistent[u] &&
+              static_cast<int64_t>(live) > z.stage3_max_live_parameters)
+            f.add("coordinator: unit ", u, " kept (event ", k, ") with ", live,
+                  " elements live, over stage3_max_live_parameters ", z.stage3_max_live_parameters);
+          break;
+        case CoordinatorEvent::Release:
+          if (!held[u]) f.add("coordinator: release of unit ", u, " which is not gathered (event ", k, ")");
+          held[u] = false;
+          live -= run.padded[u];
+          break;
+      }
+      peak = std::max(peak, live);
+    }
+    if (peak != run.peak_live)
+      f.add("coordinator: replaying the events peaks at ", peak, " live elements, the coordinator reports ",
+            run.peak_live);
+  }
+
   // Second step: the prefetches issued during the fetch at trace position pos are units later in the trace, in
   // trace order, within one prefetch bucket; each prefetched unit is then a Hit at its next use.
   size_t pos = 0;
