@@ -5,6 +5,10 @@
 # A fifth run, "3-tight", is stage 3 with a small live-parameter budget (no reuse, small prefetch buckets).
 #
 #   bench/zero_stage_bench.sh [--build-dir build] [--out /tmp/zero_stage_bench] [--steps 6] [--stages "0 1 2 3 3-tight"]
+#
+# The environment reaches the workers. Stages 1-3 allocate bucket-sized buffers (up to the whole model with
+# DeepSpeed's default 5e8 buckets) every step; glibc maps and unmaps those, so every step page-faults them in again.
+# MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 makes glibc keep them, which shows that cost apart.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -65,7 +69,7 @@ cfg["train"]["max_steps"] = int(steps)
 json.dump(cfg, open(dst, "w"), indent=2)
 PY
   "$zerotrain" --config "$run/config.json" --nproc_per_node 2 --dry-run > "$run/dry_run.txt"
-  echo "stage $stage: load before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$run/load.txt"
+  echo "stage $stage: load before: $(cut -d' ' -f1-3 /proc/loadavg)${MALLOC_MMAP_MAX_+ (MALLOC_MMAP_MAX_=$MALLOC_MMAP_MAX_)}" | tee "$run/load.txt"
   start=$(date +%s.%N)
   "$zerotrain" --config "$run/config.json" --nproc_per_node 2 > "$run/log.txt" 2>&1 ||
     { echo "stage $stage failed; see $run/log.txt" >&2; tail -20 "$run/log.txt" >&2; exit 1; }

@@ -37,7 +37,7 @@ def main():
         if not timed:
             sys.exit(f"{run}: fewer than two step records")
         dry = open(os.path.join(run, "dry_run.txt")).read()
-        m = re.search(r"total[^0-9]*([0-9.]+)\s*(B|KiB|MiB|GiB)", dry)
+        m = re.search(r"total:\s*([0-9]+) bytes", dry)
         log = open(os.path.join(run, "log.txt")).read()
         pm = re.search(r"([0-9]+) parameters", log)
         psi = int(pm.group(1)) if pm else None
@@ -49,15 +49,15 @@ def main():
             "rss": max(s["peak_rss_bytes"] for s in steps),
             "msb": steps[-1]["model_state_bytes"],
             "formula": formula_bytes(psi, int(stage.split("-")[0]), 2) if psi else None,
-            "dry": f"{m.group(1)} {m.group(2)}" if m else "?",
+            "dry": gib(int(m.group(1))) if m else "?",
             "load": " / ".join(re.sub(r"^stage \S+: ", "", l) for l in load if l),
             "loss": steps[-1]["loss"],
         })
     base = rows[0]["tok_s"]
-    print(f"GPT-2 124M dims, world size 2 (Gloo, CPU), micro-batch 2, T=64, {len(rows[0:1]) and ''}"
-          "median of the step records after the first; RSS: rank 0's peak\n")
+    print("GPT-2 124M dims, world size 2 (Gloo, CPU), micro-batch 2, T=64; tokens/s and ms/step: median of the step "
+          "records after the first; RSS: rank 0's peak\n")
     print("| stage | tokens/s | ms/step | vs stage " + stages[0] + " | peak RSS GiB | model-state GiB (engine) "
-          "| formula GiB (4Ψ+4Ψ+8Ψ, /N by stage) | dry-run estimate | final loss | load avg (1/5/15 min) |")
+          "| formula GiB (4Ψ+4Ψ+8Ψ, /N by stage) | dry-run GiB | final loss | load avg (1/5/15 min) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |")
     for r in rows:
         print(f"| {r['stage']} | {r['tok_s']:.1f} | {r['ms']:.0f} | {r['tok_s'] / base:.3f} | {gib(r['rss'])} | "
