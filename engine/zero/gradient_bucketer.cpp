@@ -5,21 +5,18 @@
 
 namespace zt {
 
-struct GradientBucketer::Bucket {
-  std::vector<int> units;
-  size_t shard_elems = 0;      // sum of the units' shards: one rank's chunk
-  std::vector<std::vector<float>> chunks;  // per rank: the units' shards in bucket order, while the bucket fills
-  std::vector<float> staging;              // the chunks back to back: the reduce-scatter's input
-  std::vector<float> out;      // this rank's reduced chunk
-  std::shared_ptr<Work> work;
-};
-
 GradientBucketer::GradientBucketer(const PartitionMap& map, ProcessGroup& pg, size_t bucket_elems, bool overlap)
-    : map_(map), pg_(pg), bucket_elems_(std::max<size_t>(bucket_elems, 1)), overlap_(overlap) {}
+    : map_(map),
+      pg_(pg),
+      // A bucket never needs to hold more than the whole partition.
+      chunk_capacity_(std::max<size_t>(
+          1, std::min(bucket_elems / static_cast<size_t>(map.world_size()), map.partition_numel()))),
+      overlap_(overlap) {}
 
 GradientBucketer::~GradientBucketer() {
   // A bucket still in flight (an exception unwound the step) must finish before its buffers go.
-  for (auto& b : in_flight_) {
+  for (auto& b : buckets_) {
+    if (!b->work) continue;
     try {
       b->work->wait();
     } catch (...) {
@@ -27,47 +24,55 @@ GradientBucketer::~GradientBucketer() {
   }
 }
 
-void GradientBucketer::add_unit(int unit, const float* grad) {
-  const UnitShard& s = map_.units()[static_cast<size_t>(unit)];
-  const size_t world = static_cast<size_t>(map_.world_size());
+GradientBucketer::Bucket& GradientBucketer::open_bucket(size_t need) {
+  if (open_ && buckets_[used_ - 1]->fill + need > buckets_[used_ - 1]->capacity) launch();
   if (!open_) {
-    open_ = std::make_unique<Bucket>();
-    open_->chunks.resize(world);
+    if (used_ == buckets_.size()) buckets_.push_back(std::make_unique<Bucket>());
+    Bucket& b = *buckets_[used_++];
+    b.units.clear();
+    b.fill = 0;
+    b.work.reset();
+    open_ = true;
   }
-  Bucket& b = *open_;
-  // Rank r's chunk collects shard r of every unit in the bucket, zero-padded to the shard size.
-  for (size_t r = 0; r < world; ++r) {
-    std::vector<float>& c = b.chunks[r];
-    size_t begin = std::min(s.numel, r * s.shard);
-    size_t end = std::min(s.numel, begin + s.shard);
-    c.insert(c.end(), grad + begin, grad + end);
-    c.resize(c.size() + (s.shard - (end - begin)), 0.0f);
+  Bucket& b = *buckets_[used_ - 1];
+  const size_t cap = std::max(chunk_capacity_, need);  // a unit larger than a bucket gets a bucket of its own size
+  if (b.capacity < cap) {
+    b.capacity = cap;
+    b.staging.resize(cap * static_cast<size_t>(map_.world_size()));
   }
-  b.shard_elems += s.shard;
-  b.units.push_back(unit);
-  if (b.shard_elems * world >= bucket_elems_) launch(std::move(open_));
+  return b;
 }
 
-void GradientBucketer::launch(std::unique_ptr<Bucket> b) {
-  b->staging.reserve(b->shard_elems * b->chunks.size());
-  for (auto& c : b->chunks) {
-    b->staging.insert(b->staging.end(), c.begin(), c.end());
-    std::vector<float>().swap(c);
+void GradientBucketer::add_unit(int unit, const float* grad) {
+  const UnitShard& s = map_.units()[static_cast<size_t>(unit)];
+  Bucket& b = open_bucket(s.shard);
+  // Rank r's chunk collects shard r of every unit in the bucket, zero-padded to the shard size.
+  for (size_t r = 0; r < static_cast<size_t>(map_.world_size()); ++r) {
+    float* dst = b.staging.data() + r * b.capacity + b.fill;
+    const size_t begin = std::min(s.numel, r * s.shard), end = std::min(s.numel, begin + s.shard);
+    std::memcpy(dst, grad + begin, (end - begin) * sizeof(float));
+    std::fill(dst + (end - begin), dst + s.shard, 0.0f);
   }
-  b->out.assign(b->shard_elems, 0.0f);
-  peak_staging_ = std::max(peak_staging_, (b->staging.size() + b->out.size()) * sizeof(float));
-  b->work = pg_.reduce_scatter_async(b->staging.data(), b->out.data(), b->shard_elems, DType::F32, ReduceOp::Avg);
-  if (overlap_) {
-    in_flight_.push_back(std::move(b));
-  } else {
-    b->work->wait();
-    b->staging.clear();
-    b->staging.shrink_to_fit();
-    done_.push_back(std::move(b));
-  }
+  b.fill += s.shard;
+  b.units.push_back(unit);
+  if (b.fill >= b.capacity) launch();
+}
+
+void GradientBucketer::launch() {
+  Bucket& b = *buckets_[used_ - 1];
+  open_ = false;
+  // The reduce-scatter wants the chunks back to back: close the gaps of a bucket that is not full.
+  if (b.fill < b.capacity)
+    for (size_t r = 1; r < static_cast<size_t>(map_.world_size()); ++r)
+      std::memmove(b.staging.data() + r * b.fill, b.staging.data() + r * b.capacity, b.fill * sizeof(float));
+  if (b.out.size() < b.fill) b.out.resize(b.fill);
+  b.work = pg_.reduce_scatter_async(b.staging.data(), b.out.data(), b.fill, DType::F32, ReduceOp::Avg);
+  if (!overlap_) b.work->wait();
 }
 
 void GradientBucketer::complete(Bucket& b, float* part_grads) {
+  if (b.work) b.work->wait();
+  b.work.reset();
   size_t at = 0;
   for (int u : b.units) {
     const UnitShard& s = map_.units()[static_cast<size_t>(u)];
@@ -79,23 +84,21 @@ void GradientBucketer::complete(Bucket& b, float* part_grads) {
 }
 
 void GradientBucketer::finish(float* part_grads) {
-  if (open_) launch(std::move(open_));
-  for (auto& b : in_flight_) {
-    b->work->wait();
-    complete(*b, part_grads);
-  }
-  for (auto& b : done_) complete(*b, part_grads);
-  in_flight_.clear();
-  done_.clear();
+  if (open_) launch();
+  for (size_t i = 0; i < used_; ++i) complete(*buckets_[i], part_grads);
+  used_ = 0;
 }
 
-size_t GradientBucketer::comm_bytes() const { return peak_staging_; }
+size_t GradientBucketer::comm_bytes() const {
+  size_t bytes = 0;
+  for (const auto& b : buckets_) bytes += (b->staging.capacity() + b->out.capacity()) * sizeof(float);
+  return bytes;
+}
 
 void allgather_partition(const PartitionMap& map, ProcessGroup& pg, const float* part, float* flat,
-                         size_t bucket_elems) {
+                         size_t bucket_elems, std::vector<float>& scratch) {
   const auto& units = map.units();
   const size_t world = static_cast<size_t>(map.world_size());
-  std::vector<float> gathered;
   size_t u0 = 0;
   while (u0 < units.size()) {
     // Consecutive units are consecutive in every partition, so one allgather moves them all.
@@ -104,14 +107,13 @@ void allgather_partition(const PartitionMap& map, ProcessGroup& pg, const float*
       chunk += units[u1].shard;
       ++u1;
     } while (u1 < units.size() && (chunk + units[u1].shard) * world <= bucket_elems);
-    gathered.resize(chunk * world);
-    pg.allgather(part + units[u0].local_offset, gathered.data(), chunk, DType::F32);
+    if (scratch.size() < chunk * world) scratch.resize(chunk * world);
+    pg.allgather(part + units[u0].local_offset, scratch.data(), chunk, DType::F32);
     for (size_t r = 0; r < world; ++r) {
-      const float* src = gathered.data() + r * chunk;
+      const float* src = scratch.data() + r * chunk;
       for (size_t u = u0; u < u1; ++u) {
         const UnitShard& s = units[u];
-        size_t begin = std::min(s.numel, r * s.shard);
-        size_t end = std::min(s.numel, begin + s.shard);
+        const size_t begin = std::min(s.numel, r * s.shard), end = std::min(s.numel, begin + s.shard);
         std::memcpy(flat + s.flat_offset + begin, src, (end - begin) * sizeof(float));
         src += s.shard;
       }

@@ -75,7 +75,8 @@ class PartitionedEngine : public ZeroEngine, private UnitHooks {
     m.grad_bytes = (stage_ == 1 ? model_.num_params() : owned_.size()) * sizeof(float);
     // The fp32 master partition is kept in every precision, as DeepSpeed's partitioned optimizer does.
     m.optimizer_bytes = owned_.optimizer_bytes();
-    m.comm_bytes = (bucketer_ ? bucketer_->comm_bytes() : 0) + pool_.peak_bytes_in_use();
+    m.comm_bytes = (bucketer_ ? bucketer_->comm_bytes() : 0) + pool_.peak_bytes_in_use() +
+                   gather_scratch_.capacity() * sizeof(float);
     return m;
   }
 
@@ -93,7 +94,7 @@ class PartitionedEngine : public ZeroEngine, private UnitHooks {
  private:
   void allgather_master(float* flat) {
     allgather_partition(owned_.map(), pg_, owned_.master(), flat,
-                        static_cast<size_t>(std::max<int64_t>(cfg_.zero.allgather_bucket_size, 1)));
+                        static_cast<size_t>(std::max<int64_t>(cfg_.zero.allgather_bucket_size, 1)), gather_scratch_);
   }
 
   // Every rank's updated master partition into the model's working parameters.
@@ -139,6 +140,7 @@ class PartitionedEngine : public ZeroEngine, private UnitHooks {
   std::unique_ptr<GradientBucketer> bucketer_;
   UnitBufferPool pool_;
   std::vector<float*> unit_grads_;
+  std::vector<float> gather_scratch_;  // allgather_partition's buffer, kept between steps
 };
 
 std::unique_ptr<ZeroEngine> make_partitioned_engine(const Config& cfg, GPT2& model, ProcessGroup& pg, int stage) {

@@ -68,8 +68,9 @@ class Stage3Engine : public ZeroEngine, private UnitHooks {
 
   float loss_scale() const override { return owned_.loss_scale(); }
   void gather_full_params(float* out) override {
+    std::vector<float> scratch;  // a save, not a step: no buffer to keep
     allgather_partition(owned_.map(), pg_, owned_.master(), out,
-                        static_cast<size_t>(std::max<int64_t>(cfg_.zero.allgather_bucket_size, 1)));
+                        static_cast<size_t>(std::max<int64_t>(cfg_.zero.allgather_bucket_size, 1)), scratch);
   }
   int stage() const override { return 3; }
   const PartitionMap& partition_map() const override { return owned_.map(); }

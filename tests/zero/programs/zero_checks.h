@@ -182,7 +182,8 @@ inline void check_allgather_partition(ProcessGroup& pg, const GPT2& model, size_
   std::vector<float> part(map.partition_numel());
   map.flat_to_partition(flat.data(), part.data(), pg.rank());
   std::vector<float> out(n, std::numeric_limits<float>::quiet_NaN());
-  allgather_partition(map, pg, part.data(), out.data(), bucket_elems);
+  std::vector<float> scratch;
+  allgather_partition(map, pg, part.data(), out.data(), bucket_elems, scratch);
   for (size_t i = 0; i < n; ++i) {
     if (!(out[i] == flat[i])) {
       f.add("allgather_partition world ", pg.size(), " rank ", pg.rank(), " bucket ", bucket_elems, ": flat element ", i,
@@ -312,7 +313,7 @@ inline CoordinatorRun run_coordinator(ProcessGroup& pg, const ZeroConfig& zcfg, 
   map.flat_to_partition(flat.data(), partition.data(), pg.rank());
   model.release_own_buffers();
 
-  ParamCoordinator coord(map, pg, zcfg, partition.data());
+  ParamCoordinator coord(map, pg, zcfg, partition.data(), WorkingPrecision::F32);
   coord.end_step();  // as Stage3Engine: gathers the persistent units
   CoordinatorHooks hooks(model, coord, map, f);
   model.set_hooks(&hooks);
