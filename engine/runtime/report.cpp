@@ -85,6 +85,20 @@ std::string gp_string(const std::string& s) {
   return q;
 }
 
+// A plot label: each override by its last key segment ("zero_optimization.stage=2" -> "stage=2"), else the name.
+std::string short_label(const RunSummary& r) {
+  if (r.overrides.empty()) return r.name;
+  std::string label, word;
+  std::istringstream in(r.overrides);
+  while (in >> word) {
+    const size_t eq = word.find('=');
+    const size_t dot = word.rfind('.', eq);
+    if (!label.empty()) label += ' ';
+    label += dot == std::string::npos ? word : word.substr(dot + 1);
+  }
+  return label;
+}
+
 }  // namespace
 
 std::vector<std::string> find_run_dirs(const std::string& dir) {
@@ -232,19 +246,29 @@ std::vector<std::string> write_report_plots(const std::vector<RunSummary>& runs,
       f << runs[i].curve_step[k] << ' ' << fmt("%.1f", runs[i].curve_tokens[k]) << ' '
         << fmt("%.6f", runs[i].curve_loss[k]) << '\n';
   }
+  // Bars only for runs that recorded steps (a run that failed at start has nothing to show).
+  std::vector<size_t> with_steps;
+  for (size_t i = 0; i < runs.size(); ++i)
+    if (runs[i].steps > 0) with_steps.push_back(i);
   {
     std::ofstream f(out / "runs.dat");
-    f << "# index tokens_per_s model_state_MiB peak_rss_MiB name\n";
-    for (size_t i = 0; i < runs.size(); ++i)
-      f << i << ' ' << fmt("%.1f", runs[i].median_tokens_per_s) << ' '
+    f << "# index tokens_per_s model_state_MiB peak_rss_MiB label\n";
+    if (with_steps.empty()) f << "0 0 0 0 \"no steps recorded\"\n";  // gnuplot refuses an empty file
+    for (size_t k = 0; k < with_steps.size(); ++k) {
+      const size_t i = with_steps[k];
+      std::string label = short_label(runs[i]);
+      for (char& c : label)
+        if (c == '"') c = '\'';
+      f << k << ' ' << fmt("%.1f", runs[i].median_tokens_per_s) << ' '
         << fmt("%.3f", static_cast<double>(runs[i].model_state_bytes) / 1048576.0) << ' '
-        << fmt("%.3f", static_cast<double>(runs[i].peak_rss_bytes) / 1048576.0) << " \"" << runs[i].name << "\"\n";
+        << fmt("%.3f", static_cast<double>(runs[i].peak_rss_bytes) / 1048576.0) << " \"" << label << "\"\n";
+    }
   }
   const std::string gp_path = (out / "plots.gp").string();
   std::ofstream gp(gp_path);
   gp << "# zerotrain report: run with gnuplot " << gp_path << "\n"
      << "set terminal pngcairo size 1200,700 noenhanced font ',10'\n"
-     << "set grid\nset key outside right top\n";
+     << "set grid\nset key below\n";
   auto loss_plot = [&](const char* file, const char* xcol, const char* xlabel) {
     gp << "set output " << gp_string((out / file).string()) << "\n"
        << "set title 'train loss'\nset xlabel '" << xlabel << "'\nset ylabel 'loss'\n";
@@ -256,7 +280,7 @@ std::vector<std::string> write_report_plots(const std::vector<RunSummary>& runs,
     for (size_t k = 0; k < with_curve.size(); ++k) {
       const size_t i = with_curve[k];
       gp << (k ? ", \\\n     " : "") << gp_string((out / ("loss_" + std::to_string(i) + ".dat")).string())
-         << " using " << xcol << ":3 with lines lw 2 title " << gp_string(runs[i].name);
+         << " using " << xcol << ":3 with linespoints lw 2 pt 7 ps 0.6 title " << gp_string(short_label(runs[i]));
     }
     gp << "\n";
   };
@@ -265,11 +289,11 @@ std::vector<std::string> write_report_plots(const std::vector<RunSummary>& runs,
   const std::string runs_dat = gp_string((out / "runs.dat").string());
   gp << "set output " << gp_string((out / "tokens_per_s.png").string()) << "\n"
      << "set title 'median tokens/s per run'\nset xlabel ''\nset ylabel 'tokens/s'\nunset key\n"
-     << "set style fill solid 0.7\nset boxwidth 0.6\nset xtics rotate by -30 left\nset yrange [0:*]\n"
-     << "set xrange [-0.5:" << runs.size() << "-0.5]\n"
+     << "set style fill solid 0.7\nset boxwidth 0.6\nset xtics rotate by -20 left\nset yrange [0:*]\n"
+     << "set xrange [-0.5:" << std::max<size_t>(1, with_steps.size()) << "-0.5]\n"
      << "plot " << runs_dat << " using 1:2:xtic(5) with boxes lc rgb '#4477aa'\n";
   gp << "set output " << gp_string((out / "memory_per_rank.png").string()) << "\n"
-     << "set title 'memory per rank (rank 0)'\nset ylabel 'MiB'\nset key outside right top\n"
+     << "set title 'memory per rank (rank 0)'\nset ylabel 'MiB'\nset key inside left top\n"
      << "set boxwidth 0.35\n"
      << "plot " << runs_dat << " using ($1-0.18):3 with boxes lc rgb '#4477aa' title 'model states', \\\n     "
      << runs_dat << " using ($1+0.18):4:xtic(5) with boxes lc rgb '#ee6677' title 'peak RSS'\n";

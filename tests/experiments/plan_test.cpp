@@ -114,8 +114,12 @@ TEST(PlanFormulas, CommunicationAndRanking) {
   const auto rows = plan_combinations();
   ASSERT_EQ(rows.size(), 16u);  // 1 + 3 + 3 + 9
   for (const auto& r : rows) {
-    if (r.stage == 0) EXPECT_EQ(r.optimizer_offload, OffloadDevice::None);
-    if (r.stage < 3) EXPECT_EQ(r.param_offload, OffloadDevice::None);
+    if (r.stage == 0) {
+      EXPECT_EQ(r.optimizer_offload, OffloadDevice::None);
+    }
+    if (r.stage < 3) {
+      EXPECT_EQ(r.param_offload, OffloadDevice::None);
+    }
   }
   PlanRow s0, s3, s2cpu;
   s0.stage = 0, s0.comm_bytes = 3000;
@@ -176,8 +180,9 @@ TEST(Plan, Gpt2XlOn16GiBRecommendsOffload) {
   EXPECT_TRUE(r.optimizer_offload != OffloadDevice::None || r.param_offload != OffloadDevice::None)
       << format_plan(plan);
   for (const auto& row : plan.rows)
-    if (row.optimizer_offload == OffloadDevice::None && row.param_offload == OffloadDevice::None)
+    if (row.optimizer_offload == OffloadDevice::None && row.param_offload == OffloadDevice::None) {
       EXPECT_FALSE(row.fits_device) << "stage " << row.stage << " fits without offload:\n" << format_plan(plan);
+    }
   EXPECT_LE(r.device, 16LL << 30);
   // With too little host memory for the offloaded optimizer, it goes to NVMe.
   PlanOptions o = eight_ranks(16LL << 30);

@@ -130,7 +130,7 @@ def main():
 
         # Interrupt: SIGINT while the first run trains stops it, marks it interrupted, exits 130; rerun resumes.
         out2 = os.path.join(tmp, "sweep2")
-        cmd2 = [zt, "sweep", "--config", base, "train.max_steps=250", "train.eval_interval=0",
+        cmd2 = [zt, "sweep", "--config", base, "train.max_steps=250", "train.eval_interval=0", "--nproc_per_node", "2",
                 "--grid", "zero_optimization.stage=1,2", "--out", out2]
         p = subprocess.Popen(cmd2, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         first = os.path.join(out2, "zero_optimization.stage=1")
@@ -158,7 +158,10 @@ def main():
             check(status(out2, n)["state"] == "finished", n + " finished after the resume")
         print("total %.1f s" % (time.time() - t0))
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if os.environ.get("ZT_KEEP_TMP"):
+            print("kept", tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     if FAILURES:
         print("%d checks failed" % len(FAILURES))
         return 1
