@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <exception>
 #include <string>
+#include <vector>
 
 #include "engine/base/error.h"
 #include "engine/base/logging.h"
@@ -19,7 +20,13 @@ namespace {
 
 int plan_main(const zt::CliArgs& args) {
   if (args.config_path.empty()) throw zt::ConfigError("zerotrain plan: missing --config FILE");
-  zt::Config cfg = zt::parse_config_file(args.config_path, args.overrides);
+  // Planning for --nproc_per_node x --nnodes ranks: the config's own world_size (which the parser checks the batch
+  // triple against) gives way to it, unless an override sets it again.
+  std::vector<std::string> overrides;
+  if (args.nproc_per_node > 0)
+    overrides.push_back("world_size=" + std::to_string(args.nproc_per_node * (args.nnodes > 0 ? args.nnodes : 1)));
+  overrides.insert(overrides.end(), args.overrides.begin(), args.overrides.end());
+  zt::Config cfg = zt::parse_config_file(args.config_path, overrides);
   zt::PlanOptions o;
   o.model_preset = args.plan_model;
   if (!args.plan_params.empty()) o.num_params = zt::parse_param_count(args.plan_params);
