@@ -21,12 +21,25 @@ namespace {
 int plan_main(const zt::CliArgs& args) {
   if (args.config_path.empty()) throw zt::ConfigError("zerotrain plan: missing --config FILE");
   // Planning for --nproc_per_node x --nnodes ranks: the config's own world_size (which the parser checks the batch
-  // triple against) gives way to it, unless an override sets it again.
-  std::vector<std::string> overrides;
-  if (args.nproc_per_node > 0)
-    overrides.push_back("world_size=" + std::to_string(args.nproc_per_node * (args.nnodes > 0 ? args.nnodes : 1)));
-  overrides.insert(overrides.end(), args.overrides.begin(), args.overrides.end());
-  zt::Config cfg = zt::parse_config_file(args.config_path, overrides);
+  // triple against) gives way to it, unless an override sets it again. A config whose batch triple only holds for
+  // its own world size is planned as written (the plan needs only its micro batch).
+  zt::Config cfg;
+  if (args.nproc_per_node > 0) {
+    std::vector<std::string> overrides{"world_size=" +
+                                       std::to_string(args.nproc_per_node * (args.nnodes > 0 ? args.nnodes : 1))};
+    overrides.insert(overrides.end(), args.overrides.begin(), args.overrides.end());
+    try {
+      cfg = zt::parse_config_file(args.config_path, overrides);
+    } catch (const zt::ConfigError& for_world) {
+      try {
+        cfg = zt::parse_config_file(args.config_path, args.overrides);
+      } catch (const zt::ConfigError&) {
+        throw for_world;
+      }
+    }
+  } else {
+    cfg = zt::parse_config_file(args.config_path, args.overrides);
+  }
   zt::PlanOptions o;
   o.model_preset = args.plan_model;
   if (!args.plan_params.empty()) o.num_params = zt::parse_param_count(args.plan_params);
