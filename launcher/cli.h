@@ -13,7 +13,7 @@ namespace zt {
 
 struct CliArgs {
   std::vector<std::string> argv;  // the command line as given (the launcher re-runs it in each worker)
-  std::string subcommand;  // "" = train; "plan", "sweep", "report" are reserved
+  std::string subcommand;  // "" = train, or "plan", "sweep", "report" (docs/experiments.md)
   std::string config_path;
   std::vector<std::string> overrides;  // positional key.path=value
   bool dry_run = false;
