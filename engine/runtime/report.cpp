@@ -182,6 +182,15 @@ RunSummary summarize_run(const std::string& run_dir) {
           }
     }
   }
+  if (r.overrides.empty() && r.name.find('=') != std::string::npos) {
+    // A sweep run folder without its status.json: the name is the overrides joined by "__".
+    std::string rest = r.name;
+    for (size_t at; (at = rest.find("__")) != std::string::npos; rest = rest.substr(at + 2)) {
+      r.overrides += rest.substr(0, at);
+      r.overrides += ' ';
+    }
+    r.overrides += rest;
+  }
   return r;
 }
 

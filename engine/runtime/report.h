@@ -10,7 +10,7 @@ namespace zt {
 struct RunSummary {
   std::string name;       // folder name
   std::string path;
-  std::string overrides;  // from status.json (sweep runs), joined by ' '
+  std::string overrides;  // from status.json (sweep runs), else from a sweep-style name; joined by ' '
   std::string status;     // status.json state; else "finished" when the metrics reach max_steps, else "incomplete"
   std::string error;
   int world_size = 0;

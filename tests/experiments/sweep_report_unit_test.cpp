@@ -114,6 +114,13 @@ TEST(Report, SummarizesMetricsAndWritesCsv) {
   EXPECT_EQ(find_run_dirs(dir.parent_path().string()), (std::vector<std::string>{dir.string()}));
   fs::remove_all(dir.parent_path());
   EXPECT_THROW(find_run_dirs(dir.parent_path().string()), ConfigError);
+  // Without status.json a sweep run's overrides come from its name.
+  const fs::path named = fs::temp_directory_path() / ("zt_report_unit_" + std::to_string(::getpid())) /
+                         "zero_optimization.stage=2__train_micro_batch_size_per_gpu=4";
+  fs::create_directories(named);
+  std::ofstream(named / "metrics.jsonl") << "";
+  EXPECT_EQ(summarize_run(named.string()).overrides, "zero_optimization.stage=2 train_micro_batch_size_per_gpu=4");
+  fs::remove_all(named.parent_path());
 }
 
 }  // namespace
