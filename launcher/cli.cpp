@@ -26,7 +26,14 @@ std::string cli_usage() {
          "  --help                 this text\n"
          "  --version              print the version\n"
          "\n"
-         "subcommands reserved for later: plan, sweep, report\n"
+         "subcommands (docs/experiments.md):\n"
+         "  zerotrain plan --config FILE [--model PRESET | --params N] [--nproc_per_node N] [--nnodes M]\n"
+         "                 [--device-memory 80GiB] [--host-memory 128GiB] [--nvme-free 2TiB]\n"
+         "      per-rank memory of every ZeRO stage x offload, what fits, and the fastest that does\n"
+         "  zerotrain sweep --config FILE --grid key.path=v1,v2 [--grid ...] --out DIR [--nproc_per_node N]\n"
+         "      runs the cross product of the grids one after another into DIR/<run>; rerun to resume\n"
+         "  zerotrain report DIR... [--plots DIR] [--csv PATH]\n"
+         "      table (Markdown + CSV) of the runs in DIR..., and PNG plots through gnuplot\n"
          "exit codes: 0 success, 1 runtime failure, 2 bad usage or config\n";
 }
 
@@ -94,17 +101,48 @@ CliArgs parse_cli(int argc, const char* const* argv) {
         if (args.master_addr.empty()) throw ConfigError(flag + ": empty address");
       } else if (flag == "--master_port" || flag == "--master-port") {
         args.master_port = parse_int_flag(flag, take_value(), 1, 65535);
+      } else if (flag == "--model" && args.subcommand == "plan") {
+        args.plan_model = take_value();
+      } else if (flag == "--params" && args.subcommand == "plan") {
+        args.plan_params = take_value();
+      } else if ((flag == "--device-memory" || flag == "--device_memory") && args.subcommand == "plan") {
+        args.device_memory = take_value();
+      } else if ((flag == "--host-memory" || flag == "--host_memory") && args.subcommand == "plan") {
+        args.host_memory = take_value();
+      } else if ((flag == "--nvme-free" || flag == "--nvme_free") && args.subcommand == "plan") {
+        args.nvme_free = take_value();
+      } else if (flag == "--grid" && args.subcommand == "sweep") {
+        std::string g = take_value();
+        if (g.find('=') == std::string::npos || g[0] == '=')
+          throw ConfigError("--grid: expected key.path=v1,v2,..., got '" + g + "'");
+        args.grids.push_back(g);
+      } else if (flag == "--out" && args.subcommand == "sweep") {
+        args.out_dir = take_value();
+        if (args.out_dir.empty()) throw ConfigError("--out: empty folder name");
+      } else if (flag == "--plots" && args.subcommand == "report") {
+        args.plots_dir = take_value();
+        if (args.plots_dir.empty()) throw ConfigError("--plots: empty folder name");
+      } else if (flag == "--csv" && args.subcommand == "report") {
+        args.csv_path = take_value();
+        if (args.csv_path.empty()) throw ConfigError("--csv: empty file name");
       } else {
-        throw ConfigError("unknown option '" + flag + "' (see zerotrain --help)");
+        throw ConfigError("unknown option '" + flag + "'" +
+                          (args.subcommand.empty() ? "" : " for zerotrain " + args.subcommand) +
+                          " (see zerotrain --help)");
       }
     } else if (arg == "-h") {
       args.help = true;
+    } else if (args.subcommand == "report") {
+      // Run folders may have '=' in their names (sweep runs do): every positional is a folder here.
+      args.report_dirs.push_back(arg);
     } else if (arg.find('=') != std::string::npos && arg[0] != '=') {
       args.overrides.push_back(arg);
     } else {
       throw ConfigError("unexpected argument '" + arg + "' (config overrides are written key.path=value)");
     }
   }
+  if (!args.plan_model.empty() && !args.plan_params.empty())
+    throw ConfigError("zerotrain plan: give --model or --params, not both");
   if (args.nnodes > 0 && args.node_rank_given && args.node_rank >= args.nnodes)
     throw ConfigError("--node_rank " + std::to_string(args.node_rank) + " must be less than --nnodes " +
                       std::to_string(args.nnodes));

@@ -1,7 +1,11 @@
 #pragma once
 // The zerotrain command line:
-//   zerotrain [plan|sweep|report] --config FILE [key.path=value ...] [--dry-run] [--print-config] [--help]
-//             [--version] [--nproc_per_node N] [--nnodes M] [--node_rank R] [--master_addr A] [--master_port P]
+//   zerotrain --config FILE [key.path=value ...] [--dry-run] [--print-config] [--help] [--version]
+//             [--nproc_per_node N] [--nnodes M] [--node_rank R] [--master_addr A] [--master_port P]
+//   zerotrain plan --config FILE [--model PRESET | --params N] [--device-memory SIZE] [--host-memory SIZE]
+//             [--nvme-free SIZE] [--nproc_per_node N] [--nnodes M]
+//   zerotrain sweep --config FILE --grid key.path=v1,v2 [--grid ...] --out DIR [--nproc_per_node N]
+//   zerotrain report DIR... [--plots DIR] [--csv PATH]
 #include <string>
 #include <vector>
 
@@ -9,7 +13,7 @@ namespace zt {
 
 struct CliArgs {
   std::vector<std::string> argv;  // the command line as given (the launcher re-runs it in each worker)
-  std::string subcommand;  // "" = train; "plan", "sweep", "report" are reserved
+  std::string subcommand;  // "" = train, or "plan", "sweep", "report" (docs/experiments.md)
   std::string config_path;
   std::vector<std::string> overrides;  // positional key.path=value
   bool dry_run = false;
@@ -23,6 +27,19 @@ struct CliArgs {
   bool node_rank_given = false;
   std::string master_addr;
   int master_port = 0;
+  // plan
+  std::string plan_model;     // --model PRESET
+  std::string plan_params;    // --params N (e.g. 7e9)
+  std::string device_memory;  // --device-memory SIZE
+  std::string host_memory;    // --host-memory SIZE
+  std::string nvme_free;      // --nvme-free SIZE
+  // sweep
+  std::vector<std::string> grids;  // --grid key.path=v1,v2,... (repeatable)
+  std::string out_dir;             // --out DIR
+  // report
+  std::vector<std::string> report_dirs;  // positional run or sweep folders
+  std::string plots_dir;                 // --plots DIR
+  std::string csv_path;                  // --csv PATH
 };
 
 // Throws ConfigError for an unknown flag, a missing or bad value, or a stray positional argument. Does not require

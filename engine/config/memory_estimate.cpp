@@ -1,6 +1,9 @@
 #include "engine/config/memory_estimate.h"
 
+#include <cctype>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 #include "engine/base/error.h"
 #include "engine/config/config_parser.h"
@@ -76,6 +79,52 @@ MemoryEstimateInput memory_estimate_input(const Config& cfg, int world_size) {
   in.param_offload = cfg.zero.offload_param.device;
   if (cfg.optimizer.type == OptimizerType::SGD) in.optimizer_state_floats = cfg.optimizer.momentum > 0 ? 1 : 0;
   return in;
+}
+
+ActivationBytes estimate_activation_bytes(const ActivationEstimateInput& in) {
+  if (in.micro_batch < 1 || in.seq_len < 1) throw ConfigError("activation estimate: need micro batch and seq_len >= 1");
+  const int64_t B = in.micro_batch, T = in.seq_len, C = in.model.n_embd, L = in.model.n_layer;
+  const int64_t a = in.model.n_head, V = in.model.vocab_size;
+  const int64_t scale = in.precision == Precision::Fp32 ? 2 : 1;  // the paper's counts are for 16-bit
+  const int64_t elem = in.precision == Precision::Fp32 ? 4 : 2;
+  ActivationBytes b;
+  b.per_layer = scale * (34 * B * T * C + 5 * a * B * T * T);
+  b.layers = in.checkpointing ? B * T * C * L * elem + b.per_layer : L * b.per_layer;
+  b.head = 2 * B * T * V * 4;
+  b.total = b.layers + b.head;
+  return b;
+}
+
+ActivationEstimateInput activation_estimate_input(const Config& cfg, int64_t micro_batch) {
+  ActivationEstimateInput in;
+  in.model = cfg.model;
+  in.micro_batch = micro_batch;
+  in.seq_len = cfg.data.seq_len;
+  in.precision = config_precision(cfg);
+  in.checkpointing = cfg.activation_checkpointing.enabled;
+  return in;
+}
+
+int64_t parse_byte_size(const std::string& what, const std::string& text) {
+  const char* s = text.c_str();
+  char* end = nullptr;
+  const double v = std::strtod(s, &end);
+  std::string unit;
+  for (const char* p = end; *p; ++p)
+    if (!std::isspace(static_cast<unsigned char>(*p))) unit += static_cast<char>(std::tolower(static_cast<unsigned char>(*p)));
+  if (!unit.empty() && unit.back() == 'b') unit.pop_back();
+  double mult = 0;
+  if (unit.empty()) mult = 1;
+  else if (unit == "ki" || unit == "k") mult = unit == "k" ? 1e3 : 1024.0;
+  else if (unit == "mi") mult = 1024.0 * 1024;
+  else if (unit == "m") mult = 1e6;
+  else if (unit == "gi") mult = 1024.0 * 1024 * 1024;
+  else if (unit == "g") mult = 1e9;
+  else if (unit == "ti") mult = 1024.0 * 1024 * 1024 * 1024;
+  else if (unit == "t") mult = 1e12;
+  if (end == s || mult == 0 || !std::isfinite(v) || v < 0 || v * mult > 9.0e18)
+    throw ConfigError(what + ": expected a size like 80GiB, 16GB, 2TiB or a byte count, got '" + text + "'");
+  return static_cast<int64_t>(std::llround(v * mult));
 }
 
 std::string human_bytes(int64_t bytes) {

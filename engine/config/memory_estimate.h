@@ -47,6 +47,35 @@ MemoryEstimateInput memory_estimate_input(const Config& cfg, int world_size);
 // + ln_f 2C.
 int64_t gpt2_param_count(const ModelConfig& model);
 
+// Activation memory per rank for one micro-batch, from the model shape (Korthikanti et al., "Reducing Activation
+// Recomputation in Large Transformer Models", section 4.1): one transformer layer stores about
+//   B*T*C*(34 + 5*n_head*T/C) bytes
+// with 16-bit activations (their count includes the 1-byte dropout masks; we keep it as the conservative bound).
+// fp32 training doubles it. With activation checkpointing only each block's input is kept, B*T*C*L*bytes, plus
+// one layer's full activations during its recomputation. The head adds the logits and their gradient, 2*B*T*V
+// values (fp32 in every precision, as the loss is computed in fp32 here).
+struct ActivationEstimateInput {
+  ModelConfig model;
+  int64_t micro_batch = 1;  // B
+  int64_t seq_len = 64;     // T
+  Precision precision = Precision::Fp32;
+  bool checkpointing = false;
+};
+
+struct ActivationBytes {
+  int64_t per_layer = 0;  // one layer's full activations
+  int64_t layers = 0;     // what the L layers keep between forward and backward
+  int64_t head = 0;       // logits and their gradient
+  int64_t total = 0;      // layers + head
+};
+
+ActivationBytes estimate_activation_bytes(const ActivationEstimateInput& in);
+ActivationEstimateInput activation_estimate_input(const Config& cfg, int64_t micro_batch);
+
+// Parses "80GiB", "16 GB", "2TiB", "512MiB", "1e9" (bytes); binary (KiB..TiB) and decimal (KB..TB) units, case-
+// insensitive, optional B. Throws ConfigError naming what (e.g. "--device-memory").
+int64_t parse_byte_size(const std::string& what, const std::string& text);
+
 // "1.50 GiB" style.
 std::string human_bytes(int64_t bytes);
 

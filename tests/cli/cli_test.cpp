@@ -210,7 +210,10 @@ TEST_F(CliTest, UsageErrorsExit2) {
   EXPECT_EQ(error_line(bad_int), "zerotrain: error: --nproc_per_node: expected an integer in [1, 65536], got 'two'");
   ProcessResult plan = zerotrain({"plan", "--config", "x.json"});
   EXPECT_EQ(plan.exit_code, 2);
-  EXPECT_EQ(error_line(plan), "zerotrain: error: zerotrain plan: not implemented yet");
+  EXPECT_EQ(error_line(plan), "zerotrain: error: x.json: cannot open config file");
+  ProcessResult wrong_flag = zerotrain({"plan", "--config", "x.json", "--grid", "a=1"});
+  EXPECT_EQ(wrong_flag.exit_code, 2);
+  EXPECT_EQ(error_line(wrong_flag), "zerotrain: error: unknown option '--grid' for zerotrain plan (see zerotrain --help)");
 }
 
 TEST_F(CliTest, UnreadableOrMissingConfigFileExits2) {
