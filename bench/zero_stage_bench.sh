@@ -52,7 +52,7 @@ for stage in $stages; do
   run="$out/stage_$stage"
   rm -rf "$run"
   mkdir -p "$run"
-  "$python" - "$src/configs/bench_zero_gpt2_124m.json" "$run/config.json" "$stage" "$shard" "$run" "$steps" <<'PY'
+  "$python" - "$src/bench/zero_gpt2_124m.json" "$run/config.json" "$stage" "$shard" "$run" "$steps" <<'PY'
 import json, sys
 base, dst, stage, shard, run, steps = sys.argv[1:]
 cfg = json.load(open(base))

@@ -34,6 +34,17 @@ void check_world(Store& store, const WorkerEnv& env, double timeout_s) {
     }
     int64_t joined = store.add("zt/joined", 0);
     if (env.rank == 0 && joined == env.world_size) {
+      // Every rank posted its WORLD_SIZE before joining: rank 0 checks them all before declaring the world ready,
+      // so a mismatch is reported here too rather than as a later connection timeout.
+      for (int r = 1; r < env.world_size; ++r) {
+        const std::string theirs = store.get_string("zt/ws/" + std::to_string(r));
+        if (theirs != ws) {
+          std::string msg = "WORLD_SIZE mismatch: rank " + std::to_string(r) + " has WORLD_SIZE=" + theirs +
+                            " but rank 0 (the master at " + store.describe() + ") has WORLD_SIZE=" + ws;
+          store.set_string("zt/mismatch", msg);
+          throw RuntimeError(msg);
+        }
+      }
       store.set_string("zt/ready", "1");
       return;
     }
