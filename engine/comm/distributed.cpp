@@ -21,7 +21,11 @@ void check_world(Store& store, const WorkerEnv& env, double timeout_s) {
   store.add("zt/joined", 1);
   auto deadline = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
   while (true) {
-    if (store.check({"zt/mismatch"})) throw RuntimeError(store.get_string("zt/mismatch"));
+    if (store.check({"zt/mismatch"})) {
+      std::string msg = store.get_string("zt/mismatch");
+      store.add("zt/mismatch_seen", 1);  // lets rank 0, which serves the store, exit once everyone has read it
+      throw RuntimeError(msg);
+    }
     if (env.rank != 0 && store.check({"zt/world_size"})) {
       std::string master_ws = store.get_string("zt/world_size");
       if (master_ws != ws) {
@@ -42,6 +46,10 @@ void check_world(Store& store, const WorkerEnv& env, double timeout_s) {
           std::string msg = "WORLD_SIZE mismatch: rank " + std::to_string(r) + " has WORLD_SIZE=" + theirs +
                             " but rank 0 (the master at " + store.describe() + ") has WORLD_SIZE=" + ws;
           store.set_string("zt/mismatch", msg);
+          // The store lives in this process: keep it up (a few seconds at most) until the others have read why.
+          const auto linger = Clock::now() + std::chrono::seconds(3);
+          while (store.add("zt/mismatch_seen", 0) < joined - 1 && Clock::now() < linger)
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
           throw RuntimeError(msg);
         }
       }
