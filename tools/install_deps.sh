@@ -11,6 +11,7 @@ packages=(
   python3 python3-numpy python3-torch  # the PyTorch oracle of the parity tests
   fortunes fortunes-min              # the embedded default corpus
   iproute2                           # network namespaces for the two-node test
+  fio                                # the reference of bench/aio_bench.sh
 )
 
 missing=()
