@@ -107,7 +107,7 @@ bool cpu_supports(CpuIsa isa) {
     case CpuIsa::Avx512:
       return __builtin_cpu_supports("avx512f");
     case CpuIsa::Avx2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+      return __builtin_cpu_supports("avx2");
     case CpuIsa::Scalar:
       return true;
   }

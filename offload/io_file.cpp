@@ -56,20 +56,26 @@ void remove_live_swap_files() {
 IoFile::IoFile(std::string path, bool try_direct, bool remove_on_close)
     : path_(std::move(path)), remove_on_close_(remove_on_close) {
   int flags = O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC;
+  int err = 0;
+  bool buffered = !try_direct;
   if (try_direct) {
     fd_ = ::open(path_.c_str(), flags | O_DIRECT, 0600);
+    err = errno;
     if (fd_ >= 0) {
       direct_ = true;
-    } else if (errno == EINVAL) {
+    } else if (err == EINVAL) {
+      buffered = true;
       static std::atomic<bool> warned{false};
       if (!warned.exchange(true)) {
         spdlog::warn("aio: the filesystem of {} refuses O_DIRECT; swap files use buffered I/O (page cache)", path_);
       }
     }
   }
-  if (fd_ < 0 && (!try_direct || errno == EINVAL)) fd_ = ::open(path_.c_str(), flags, 0600);
+  if (buffered) {
+    fd_ = ::open(path_.c_str(), flags, 0600);
+    err = errno;
+  }
   if (fd_ < 0) {
-    int err = errno;
     std::string dir = parent_dir(path_);
     struct stat st {};
     std::string why = std::strerror(err);

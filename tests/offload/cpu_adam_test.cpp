@@ -14,7 +14,7 @@
 namespace zt::offload {
 namespace {
 
-struct Run {
+struct AdamState {
   std::vector<float> params, exp_avg, exp_avg_sq;
 };
 
@@ -59,11 +59,11 @@ CpuAdamHyper hyper_from(const OptimizerConfig& cfg) {
   return h;
 }
 
-Run run_reference(size_t n, bool adamw, const std::vector<DecayRange>& ranges, const std::vector<float>& p0,
+AdamState run_reference(size_t n, bool adamw, const std::vector<DecayRange>& ranges, const std::vector<float>& p0,
                   const std::vector<std::vector<float>>& grads) {
   OptimizerConfig cfg = reference_config(adamw);
   auto opt = make_optimizer(cfg, n);
-  Run r{p0, {}, {}};
+  AdamState r{p0, {}, {}};
   for (size_t s = 0; s < grads.size(); s++) opt->step(r.params.data(), grads[s].data(), ranges, cfg.lr, s + 1);
   auto state = opt->state();
   r.exp_avg.assign(state[0].second, state[0].second + n);
@@ -72,10 +72,10 @@ Run run_reference(size_t n, bool adamw, const std::vector<DecayRange>& ranges, c
 }
 
 // ranges == nullptr: the whole slice with decay through the per-call flag; else the range overload.
-Run run_cpu_adam(CpuIsa isa, int threads, size_t n, bool adamw, const std::vector<DecayRange>* ranges,
+AdamState run_cpu_adam(CpuIsa isa, int threads, size_t n, bool adamw, const std::vector<DecayRange>* ranges,
                  const std::vector<float>& p0, const std::vector<std::vector<float>>& grads) {
   CpuAdamHyper h = hyper_from(reference_config(adamw));
-  Run r{p0, std::vector<float>(n, 0.0f), std::vector<float>(n, 0.0f)};
+  AdamState r{p0, std::vector<float>(n, 0.0f), std::vector<float>(n, 0.0f)};
   for (size_t s = 0; s < grads.size(); s++) {
     if (ranges == nullptr) {
       cpu_adam_step_with(isa, threads, r.params.data(), grads[s].data(), r.exp_avg.data(), r.exp_avg_sq.data(), n,
@@ -114,10 +114,10 @@ TEST(CpuAdam, MatchesReferenceEveryIsaSizeAndMode) {
     auto p0 = random_params(n, static_cast<uint32_t>(n));
     auto grads = random_grads(n, 3, static_cast<uint32_t>(n) + 1);
     for (bool adamw : {true, false}) {
-      Run want = run_reference(n, adamw, {{0, n, true}}, p0, grads);
+      AdamState want = run_reference(n, adamw, {{0, n, true}}, p0, grads);
       for (CpuIsa isa : supported_isas()) {
         for (int threads : {1, 3}) {
-          Run got = run_cpu_adam(isa, threads, n, adamw, nullptr, p0, grads);
+          AdamState got = run_cpu_adam(isa, threads, n, adamw, nullptr, p0, grads);
           std::string what = std::string(cpu_isa_name(isa)) + " n=" + std::to_string(n) +
                              (adamw ? " adamw" : " adam+l2") + " threads=" + std::to_string(threads);
           size_t diffs = 0;
@@ -138,8 +138,8 @@ TEST(CpuAdam, DecayRangesMatchReference) {
   auto p0 = random_params(n, 1);
   auto grads = random_grads(n, 3, 2);
   for (bool adamw : {true, false}) {
-    Run want = run_reference(n, adamw, ranges, p0, grads);
-    Run got = run_cpu_adam(cpu_adam_isa(), 0, n, adamw, &ranges, p0, grads);
+    AdamState want = run_reference(n, adamw, ranges, p0, grads);
+    AdamState got = run_cpu_adam(cpu_adam_isa(), 0, n, adamw, &ranges, p0, grads);
     size_t diffs = 0;
     expect_close(got.params, want.params, "params", &diffs);
     expect_close(got.exp_avg, want.exp_avg, "exp_avg", &diffs);
@@ -147,8 +147,8 @@ TEST(CpuAdam, DecayRangesMatchReference) {
     EXPECT_EQ(diffs, 0u);
   }
   // Decay really differs from no decay (the test can fail).
-  Run with_decay = run_cpu_adam(cpu_adam_isa(), 0, n, true, nullptr, p0, grads);
-  Run without_decay = run_reference(n, true, {}, p0, grads);
+  AdamState with_decay = run_cpu_adam(cpu_adam_isa(), 0, n, true, nullptr, p0, grads);
+  AdamState without_decay = run_reference(n, true, {}, p0, grads);
   EXPECT_NE(with_decay.params[20], without_decay.params[20]);
 }
 
