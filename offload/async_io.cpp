@@ -1,6 +1,7 @@
 // Chunking, completion accounting and waiting shared by both AIO backends, and the backend choice.
 #include "offload/async_io.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -53,8 +54,9 @@ bool on_transfer(Chunk& c, ssize_t result) {
 }
 
 ChunkedAsyncIO::ChunkedAsyncIO(const AioConfig& cfg)
-    : block_size_(std::max<size_t>(kIoAlignment, static_cast<size_t>(std::max<int64_t>(cfg.block_size, 0)) /
-                                                      kIoAlignment * kIoAlignment)),
+    : block_size_(std::clamp<size_t>(static_cast<size_t>(std::max<int64_t>(cfg.block_size, 0)) / kIoAlignment *
+                                         kIoAlignment,
+                                     kIoAlignment, size_t{1} << 30)),  // an SQE length is 32 bits
       queue_depth_(std::max(1, cfg.queue_depth)),
       parallelism_(std::max(1, cfg.intra_op_parallelism)),
       single_submit_(cfg.single_submit),

@@ -37,9 +37,9 @@ class AsyncIO {
 
 // The io_uring backend unless ZT_AIO_BACKEND=threads, or io_uring_queue_init fails (then one notice is logged and
 // the thread pool takes over). ZT_AIO_BACKEND=io_uring makes a failing io_uring an error instead.
-// Config keys: block_size (request split size, rounded down to a multiple of 4096, at least 4096), queue_depth
-// (requests in flight per ring / threads per worker group), intra_op_parallelism (rings, each with its own thread),
-// single_submit, overlap_events.
+// Config keys: block_size (request split size, rounded down to a multiple of 4096, clamped to [4 KiB, 1 GiB]),
+// queue_depth (transfers in flight per ring; the thread pool has intra_op_parallelism x queue_depth threads, at
+// most 64), intra_op_parallelism (rings, each with its own thread), single_submit, overlap_events.
 std::unique_ptr<AsyncIO> make_async_io(const AioConfig& cfg);
 // A specific backend; IoUring throws RuntimeError when io_uring cannot be set up.
 std::unique_ptr<AsyncIO> make_async_io(const AioConfig& cfg, AioBackend backend);

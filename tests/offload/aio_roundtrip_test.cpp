@@ -159,6 +159,22 @@ TEST(AioFallback, EnvForcesThreadPool) {
   EXPECT_EQ(make_async_io(AioConfig{})->backend(), AioBackend::IoUring);
 }
 
+TEST(AioFallback, RingSetupFailureFallsBackToThreads) {
+  // More entries than io_uring allows (32768) make io_uring_queue_init fail with EINVAL: the same path as a
+  // container that refuses io_uring.
+  AioConfig cfg;
+  cfg.queue_depth = 100000;
+  EXPECT_THROW(make_async_io(cfg, AioBackend::IoUring), RuntimeError);
+  auto aio = make_async_io(cfg);
+  EXPECT_EQ(aio->backend(), AioBackend::Threads);
+  ScratchDir dir("setup_fail");
+  IoFile file(dir.path() + "/swap.bin");
+  round_trip(*aio, file, {5, 8192, 100001}, 4);
+  ::setenv("ZT_AIO_BACKEND", "io_uring", 1);
+  EXPECT_THROW(make_async_io(cfg), RuntimeError);  // asked for io_uring explicitly: no silent fallback
+  ::unsetenv("ZT_AIO_BACKEND");
+}
+
 TEST(AioFallback, TmpfsRoundTrip) {
   // tmpfs: O_DIRECT is refused on kernels before 6.6 (the buffered fallback) and taken since; both must work.
   testing::TmpfsMount fs("tmpfs_rt", "64M");
