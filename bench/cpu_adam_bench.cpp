@@ -78,7 +78,8 @@ int main(int argc, char** argv) {
                 }
                 return buf;
               }());
-  std::printf("memcpy bandwidth (best of 1 and all threads): %.2f GB/s -> bound %.1f M params/s at 28 B/param\n\n", bandwidth / 1e9,
+  std::printf("memcpy bandwidth (best of 1 and all threads): %.2f GB/s -> bound %.1f M params/s at 28 B/param\n\n",
+              bandwidth / 1e9,
               bound / 1e6);
   std::printf("| implementation | M params/s | of the memcpy bound |\n| --- | --- | --- |\n");
   auto row = [&](const std::string& name, double seconds) {

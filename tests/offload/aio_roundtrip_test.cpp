@@ -117,7 +117,8 @@ TEST_P(AioRoundTrip, BufferedFile) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, AioRoundTrip,
-                         ::testing::Values(Case{AioBackend::IoUring, false, true}, Case{AioBackend::IoUring, true, true},
+                         ::testing::Values(Case{AioBackend::IoUring, false, true},
+                                           Case{AioBackend::IoUring, true, true},
                                            Case{AioBackend::IoUring, false, false},
                                            Case{AioBackend::IoUring, true, false},
                                            Case{AioBackend::Threads, false, true}),
