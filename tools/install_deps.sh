@@ -12,6 +12,7 @@ packages=(
   fortunes fortunes-min              # the embedded default corpus
   iproute2                           # network namespaces for the two-node test
   gnuplot-nox                        # zerotrain report --plots
+  fio                                # the reference of bench/aio_bench.sh
 )
 
 missing=()

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# zerotrain's AIO against fio on the same file size, block size and queue depth, in the same run:
+#   bench/aio_bench.sh [BUILD_DIR] [DIR] [SIZE] [BLOCK] [QD] [ROUNDS]
+# DIR must be on a real disk (O_DIRECT; tmpfs refuses it on older kernels); the default is BUILD_DIR/aio_bench_tmp.
+# The engines take turns for ROUNDS rounds (default 5) so that a change in machine load hits all of them; each
+# column is the best round. GB/s are 1e9 bytes per second.
+set -euo pipefail
+build=${1:-build}
+dir=${2:-$build/aio_bench_tmp}
+size=${3:-512M}
+block=${4:-1M}
+qd=${5:-8}
+rounds=${6:-5}
+bench=$build/aio_bench
+py=/usr/bin/python3
+[[ -x $bench ]] || { echo "aio_bench.sh: $bench not built (make -C $build aio_bench)" >&2; exit 2; }
+command -v fio >/dev/null || { echo "aio_bench.sh: fio not installed (tools/install_deps.sh)" >&2; exit 2; }
+mkdir -p "$dir"
+fs=$(df -T "$dir" | awk 'NR==2 {print $2 " on " $1}')
+echo "directory $dir ($fs), size $size, block $block, queue depth $qd, $rounds rounds, load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+declare -A best
+keep_best() {  # key value
+  best[$1]=$($py -c "print(max(${best[$1]:-0}, $2))")
+}
+
+fio_gbps() {  # rw -> GB/s
+  fio --name=zt --filename="$dir/fio.bin" --ioengine=io_uring --direct=1 --rw="$1" --bs="$block" \
+      --iodepth="$qd" --size="$size" --numjobs=1 --output-format=json 2>/dev/null |
+    $py -c "import json,sys; j=json.load(sys.stdin)['jobs'][0]; print(j['$1']['bw_bytes']/1e9)"
+}
+
+zt_run() {  # label args... -> records label.write, label.read
+  local label=$1
+  shift
+  while read -r op g; do
+    keep_best "$label.$op" "$g"
+  done < <("$bench" --dir "$dir" --size "$size" --block "$block" --qd "$qd" --iters 1 "$@" |
+           sed -n 's/^RESULT op=\([a-z]*\) backend=[^ ]* gbps=\(.*\)$/\1 \2/p')
+}
+
+for ((r = 0; r < rounds; r++)); do
+  keep_best fio.write "$(fio_gbps write)"
+  keep_best fio.read "$(fio_gbps read)"
+  zt_run uring --backend io_uring
+  zt_run uring1 --backend io_uring --one-request
+  zt_run threads --backend threads
+done
+rm -f "$dir/fio.bin"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+printf '\n| op | fio io_uring | zt io_uring, request per block | ratio | zt io_uring, one request | ratio | zt threads, request per block | ratio |\n'
+printf '| --- | --- | --- | --- | --- | --- | --- | --- |\n'
+for op in write read; do
+  $py -c "
+f=${best[fio.$op]}; u=${best[uring.$op]}; o=${best[uring1.$op]}; t=${best[threads.$op]}
+print(f'| $op | {f:.2f} GB/s | {u:.2f} GB/s | {u/f*100:.0f}% | {o:.2f} GB/s | {o/f*100:.0f}% | {t:.2f} GB/s | {t/f*100:.0f}% |')"
+done
