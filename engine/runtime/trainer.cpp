@@ -159,6 +159,7 @@ TrainSummary Trainer::run() {
                      {"skipped", r.skipped},
                      {"tokens_per_s", tokens_per_step / secs},
                      {"ms_per_step", secs * 1e3},
+                     {"io_wait_ms", r.io_wait_s * 1e3},
                      {"model_state_bytes", mem.model_state_bytes()},
                      {"param_bytes", mem.param_bytes},
                      {"grad_bytes", mem.grad_bytes},

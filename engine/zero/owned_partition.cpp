@@ -5,6 +5,8 @@
 
 #include "engine/zero/engine_common.h"
 
+#include "engine/base/error.h"
+
 namespace zt {
 
 OwnedPartition::OwnedPartition(const Config& cfg, GPT2& model, ProcessGroup& pg)
@@ -13,35 +15,78 @@ OwnedPartition::OwnedPartition(const Config& cfg, GPT2& model, ProcessGroup& pg)
       map_(model, pg.size()),
       master_(map_.partition_numel()),
       grads_(map_.partition_numel(), 0.0f),
-      optimizer_(make_optimizer(cfg.optimizer, map_.partition_numel())),
       ranges_(map_.decay_ranges(model.params(), pg.rank())),
       scaler_(cfg.fp16) {
   map_.flat_to_partition(model.param_data(), master_.data(), pg.rank());
+  const OffloadDevice where = cfg.zero.offload_optimizer.device;
+  const bool adam = cfg.optimizer.type != OptimizerType::SGD;
+  if (where == OffloadDevice::Nvme) {
+    if (!adam)
+      throw ConfigError("zero_optimization.offload_optimizer.device=nvme needs Adam or AdamW (the offloaded step is "
+                        "CPU Adam), not SGD");
+    nvme_ = std::make_unique<NvmeOptimizerState>(cfg, map_.partition_numel(), pg.rank());
+  } else {
+    optimizer_ = make_optimizer(cfg.optimizer, map_.partition_numel());
+    cpu_adam_ = where == OffloadDevice::Cpu && adam;
+  }
+}
+
+offload::CpuAdamHyper OwnedPartition::adam_hyper(double lr) const {
+  const OptimizerConfig& o = cfg_.optimizer;
+  offload::CpuAdamHyper h;
+  h.lr = lr;
+  h.beta1 = o.beta1;
+  h.beta2 = o.beta2;
+  h.eps = o.eps;
+  h.weight_decay = o.weight_decay;
+  h.adamw_mode = o.type == OptimizerType::AdamW || o.adam_w_mode;
+  return h;
 }
 
 void OwnedPartition::zero_grads() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
 
 bool OwnedPartition::update(double lr, int64_t step, StepResult& r) {
   if (!finish_gradients(pg_, scaler_, grads_.data(), grads_.size(), cfg_.gradient_clipping, true, r)) return false;
-  optimizer_->step(master_.data(), grads_.data(), ranges_, lr, step);
+  if (nvme_) {
+    const double waited = nvme_->io_wait_seconds();
+    nvme_->step(master_.data(), grads_.data(), ranges_, adam_hyper(lr), step);
+    r.io_wait_s = nvme_->io_wait_seconds() - waited;
+  } else if (cpu_adam_) {
+    offload::cpu_adam_step(master_.data(), grads_.data(), state_buffer("exp_avg"), state_buffer("exp_avg_sq"),
+                           master_.size(), adam_hyper(lr), step, ranges_);
+  } else {
+    optimizer_->step(master_.data(), grads_.data(), ranges_, lr, step);
+  }
   return true;
 }
 
 size_t OwnedPartition::optimizer_state_bytes() const {
-  return optimizer_->state().size() * optimizer_->size() * sizeof(float);
+  return optimizer_ ? optimizer_->state().size() * optimizer_->size() * sizeof(float) : 0;
 }
 
-std::vector<std::string> OwnedPartition::state_names() const { return checkpoint_state_names(*optimizer_); }
+std::vector<std::string> OwnedPartition::state_names() const {
+  return nvme_ ? std::vector<std::string>{"master", "exp_avg", "exp_avg_sq"} : checkpoint_state_names(*optimizer_);
+}
 
 float* OwnedPartition::state_buffer(const std::string& name) {
   return name == "master" ? master_.data() : optimizer_state(*optimizer_, name);
 }
 
 void OwnedPartition::export_partition(const std::string& name, float* partition) {
+  if (nvme_ && name != "master") {
+    nvme_->read_state(name, partition);
+    return;
+  }
   std::memcpy(partition, state_buffer(name), map_.partition_numel() * sizeof(float));
 }
 
 void OwnedPartition::import_full(const std::string& name, const float* flat) {
+  if (nvme_ && name != "master") {
+    std::vector<float> part(map_.partition_numel());
+    map_.flat_to_partition(flat, part.data(), pg_.rank());
+    nvme_->write_state(name, part.data());
+    return;
+  }
   map_.flat_to_partition(flat, state_buffer(name), pg_.rank());
 }
 

@@ -12,6 +12,7 @@
 #include "engine/model/gpt2.h"
 #include "engine/optim/optimizer.h"
 #include "engine/zero/mixed_precision.h"
+#include "engine/zero/nvme_optimizer_state.h"
 #include "engine/zero/partition_map.h"
 #include "engine/zero/zero_engine.h"
 
@@ -33,7 +34,8 @@ class OwnedPartition {
   bool update(double lr, int64_t step, StepResult& r);
 
   float loss_scale() const { return scaler_.scale(); }
-  size_t optimizer_state_bytes() const;                                          // m, v (or momentum)
+  size_t optimizer_state_bytes() const;  // in memory: m, v (or momentum); none with NVMe offload
+  double io_wait_seconds() const { return nvme_ ? nvme_->io_wait_seconds() : 0.0; }
   size_t optimizer_bytes() const { return optimizer_state_bytes() + size() * sizeof(float); }  // + the fp32 master
   std::vector<std::string> state_names() const;
   void export_partition(const std::string& name, float* partition);
@@ -43,13 +45,18 @@ class OwnedPartition {
 
  private:
   float* state_buffer(const std::string& name);
+  offload::CpuAdamHyper adam_hyper(double lr) const;
 
   const Config& cfg_;
   ProcessGroup& pg_;
   PartitionMap map_;
   std::vector<float> master_;
   std::vector<float> grads_;
+  // Exactly one of these updates the partition: the reference optimizer, the vectorised CPU Adam
+  // (offload_optimizer.device = cpu: bit-identical results), or CPU Adam streaming its state from NVMe.
   std::unique_ptr<Optimizer> optimizer_;
+  bool cpu_adam_ = false;
+  std::unique_ptr<NvmeOptimizerState> nvme_;
   std::vector<DecayRange> ranges_;
   LossScaler scaler_;
 };

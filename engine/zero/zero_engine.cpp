@@ -2,6 +2,7 @@
 
 #include "engine/base/error.h"
 #include "engine/base/logging.h"
+#include "offload/cpu_adam.h"
 
 namespace zt {
 
@@ -14,13 +15,16 @@ std::unique_ptr<ZeroEngine> make_zero_engine(const Config& cfg, GPT2& model, Pro
   if (pg.rank() == 0) {
     const auto& z = cfg.zero;
     if (z.offload_optimizer.device == OffloadDevice::Nvme)
-      spdlog::warn("zero_optimization.offload_optimizer.device=nvme is accepted but not implemented yet: the "
-                   "optimizer state stays in host memory");
+      spdlog::info("offload_optimizer: Adam state streams through swap files in {} in sub-groups of {} elements",
+                   z.offload_optimizer.nvme_path, z.sub_group_size);
     if (z.offload_param.device == OffloadDevice::Nvme)
       spdlog::warn("zero_optimization.offload_param.device=nvme is accepted but not implemented yet: partitioned "
                    "parameters stay in host memory");
-    if (z.offload_optimizer.device == OffloadDevice::Cpu || z.offload_param.device == OffloadDevice::Cpu)
-      spdlog::info("offload to cpu: on a CPU run the partitions already live in host memory");
+    if (z.offload_optimizer.device == OffloadDevice::Cpu)
+      spdlog::info("offload_optimizer to cpu: the step runs in the vectorised CPU Adam ({})",
+                   offload::cpu_isa_name(offload::cpu_adam_isa()));
+    if (z.offload_param.device == OffloadDevice::Cpu)
+      spdlog::info("offload_param to cpu: on a CPU run the partitions already live in host memory");
   }
   switch (cfg.zero.stage) {
     case 0:

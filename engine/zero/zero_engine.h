@@ -25,6 +25,7 @@ struct StepResult {
   double grad_norm = 0.0;  // global, before clipping
   bool skipped = false;    // overflow: no update
   float loss_scale = 1.0f;  // the scale this step's gradients carried
+  double io_wait_s = 0.0;   // time the update waited on offload I/O
 };
 
 // Bytes this rank holds for model states and communication, as the engine accounts them.
