@@ -14,9 +14,10 @@ def gib(b):
 
 
 def formula_bytes(psi, stage, n):
-    # fp32 training with Adam: 4Ψ params + 4Ψ grads + 8Ψ (m, v); stage 1 divides the optimizer term by N, stage 2
-    # also the gradients, stage 3 also the parameters.
-    p, g, o = 4 * psi, 4 * psi, 8 * psi
+    # fp32 training with Adam: 4Ψ params + 4Ψ grads + 8Ψ (m, v); stages 1-2 also keep an fp32 master copy of their
+    # partition (+4Ψ/N, as DeepSpeed's partitioned optimizer; docs/zero.md). Stage 1 divides the optimizer term by
+    # N, stage 2 also the gradients, stage 3 also the parameters (its partition is the master).
+    p, g, o = 4 * psi, 4 * psi, (12 if stage in (1, 2) else 8) * psi
     if stage >= 1:
         o /= n
     if stage >= 2:
@@ -57,7 +58,7 @@ def main():
     print("GPT-2 124M dims, world size 2 (Gloo, CPU), micro-batch 2, T=64; tokens/s and ms/step: median of the step "
           "records after the first; RSS: rank 0's peak\n")
     print("| stage | tokens/s | ms/step | vs stage " + stages[0] + " | peak RSS GiB | model-state GiB (engine) "
-          "| formula GiB (4Ψ+4Ψ+8Ψ, /N by stage) | dry-run GiB | final loss | load avg (1/5/15 min) |")
+          "| formula GiB (docs/zero.md) | dry-run GiB | final loss | load avg (1/5/15 min) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |")
     for r in rows:
         print(f"| {r['stage']} | {r['tok_s']:.1f} | {r['ms']:.0f} | {r['tok_s'] / base:.3f} | {gib(r['rss'])} | "
