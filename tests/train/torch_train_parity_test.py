@@ -24,6 +24,9 @@ import tempfile
 import numpy as np
 import torch
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+from zt_testlib import read_safetensors  # noqa: E402
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "model"))
 from model_parity_test import gpt2_loss  # noqa: E402  (the torch GPT-2 of tests/model)
 
@@ -84,21 +87,6 @@ def write_safetensors(path, tensors):
         f.write(hj)
         for b in blobs:
             f.write(b)
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, meta in header.items():
-        if name == "__metadata__":
-            continue
-        assert meta["dtype"] == "F32", f"{path}: {name} is {meta['dtype']}"
-        b, e = meta["data_offsets"]
-        out[name] = np.frombuffer(data[b:e], dtype="<f4").reshape(meta["shape"])
-    return out
 
 
 def write_shard(path, tokens):
