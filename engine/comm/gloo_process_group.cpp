@@ -248,24 +248,12 @@ class GlooProcessGroup : public ProcessGroup {
   }
 
   std::unique_ptr<ProcessGroup> new_group(const std::vector<int>& ranks) override {
-    std::vector<int> sorted = ranks;
-    std::sort(sorted.begin(), sorted.end());
-    sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
-    auto me = std::find(sorted.begin(), sorted.end(), global_rank_);
-    if (me == sorted.end())
-      throw RuntimeError("new_group: rank " + std::to_string(global_rank_) + " is not in the requested group");
-    std::string key;
-    for (int r : sorted) {
-      if (std::find(global_ranks_.begin(), global_ranks_.end(), r) == global_ranks_.end())
-        throw RuntimeError("new_group: rank " + std::to_string(r) + " is not a member of group '" + prefix_ + "'");
-      if (!key.empty()) key += ',';
-      key += std::to_string(r);
-    }
+    const SubgroupMembers g = subgroup_members(ranks, global_rank_, global_ranks_, prefix_);
     // Members create the same groups in the same order, so the per-list counter names the same namespace on each.
-    int nth = subgroup_count_[key]++;
-    std::string prefix = prefix_ + "/[" + key + "]#" + std::to_string(nth);
-    return std::make_unique<GlooProcessGroup>(static_cast<int>(me - sorted.begin()), sorted, global_rank_, store_,
-                                              prefix, timeout_s_, device_);
+    int nth = subgroup_count_[g.key]++;
+    std::string prefix = prefix_ + "/[" + g.key + "]#" + std::to_string(nth);
+    return std::make_unique<GlooProcessGroup>(g.rank_in_group, g.ranks, global_rank_, store_, prefix, timeout_s_,
+                                              device_);
   }
 
  private:

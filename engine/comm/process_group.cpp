@@ -1,6 +1,8 @@
 // dtype helpers and the backend factory.
 #include "engine/comm/process_group.h"
 
+#include <algorithm>
+
 #include "engine/base/error.h"
 #include "engine/comm/store.h"
 
@@ -54,6 +56,25 @@ std::unique_ptr<ProcessGroup> make_process_group(CommBackend backend, int rank, 
     return cuda::make_nccl_process_group(rank, world_size, std::move(store), timeout_s);
 #endif
   return make_gloo_process_group(rank, world_size, std::move(store), timeout_s);
+}
+
+SubgroupMembers subgroup_members(const std::vector<int>& requested, int global_rank,
+                                 const std::vector<int>& parent_ranks, const std::string& parent_name) {
+  SubgroupMembers m;
+  m.ranks = requested;
+  std::sort(m.ranks.begin(), m.ranks.end());
+  m.ranks.erase(std::unique(m.ranks.begin(), m.ranks.end()), m.ranks.end());
+  auto me = std::find(m.ranks.begin(), m.ranks.end(), global_rank);
+  if (me == m.ranks.end())
+    throw RuntimeError("new_group: rank " + std::to_string(global_rank) + " is not in the requested group");
+  m.rank_in_group = static_cast<int>(me - m.ranks.begin());
+  for (int r : m.ranks) {
+    if (std::find(parent_ranks.begin(), parent_ranks.end(), r) == parent_ranks.end())
+      throw RuntimeError("new_group: rank " + std::to_string(r) + " is not a member of group '" + parent_name + "'");
+    if (!m.key.empty()) m.key += ',';
+    m.key += std::to_string(r);
+  }
+  return m;
 }
 
 }  // namespace zt

@@ -77,4 +77,15 @@ bool nccl_available();
 
 const char* reduce_op_name(ReduceOp op);
 
+// A sub-group's members as every backend needs them: the requested global ranks sorted and de-duplicated, this
+// process's index among them, and a key naming the member list ("0,2,3"). Throws RuntimeError when this rank is not
+// a member or a member is not in the parent group (parent_name names it in the message).
+struct SubgroupMembers {
+  std::vector<int> ranks;
+  int rank_in_group = 0;
+  std::string key;
+};
+SubgroupMembers subgroup_members(const std::vector<int>& requested, int global_rank,
+                                 const std::vector<int>& parent_ranks, const std::string& parent_name);
+
 }  // namespace zt

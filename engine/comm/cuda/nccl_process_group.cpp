@@ -133,20 +133,10 @@ class NcclProcessGroup : public ProcessGroup {
   }
 
   std::unique_ptr<ProcessGroup> new_group(const std::vector<int>& ranks) override {
-    std::vector<int> sorted = ranks;
-    std::sort(sorted.begin(), sorted.end());
-    sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
-    auto me = std::find(sorted.begin(), sorted.end(), global_rank_);
-    if (me == sorted.end())
-      throw RuntimeError("new_group: rank " + std::to_string(global_rank_) + " is not in the requested group");
-    std::string list;
-    for (int r : sorted) {
-      if (!list.empty()) list += ',';
-      list += std::to_string(r);
-    }
-    int nth = subgroup_count_[list]++;
-    return std::make_unique<NcclProcessGroup>(static_cast<int>(me - sorted.begin()), sorted, global_rank_, store_,
-                                              key_ + "/[" + list + "]#" + std::to_string(nth), timeout_s_);
+    const SubgroupMembers g = subgroup_members(ranks, global_rank_, global_ranks_, key_);
+    int nth = subgroup_count_[g.key]++;
+    return std::make_unique<NcclProcessGroup>(g.rank_in_group, g.ranks, global_rank_, store_,
+                                              key_ + "/[" + g.key + "]#" + std::to_string(nth), timeout_s_);
   }
 
  private:
