@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "engine/base/error.h"
+#include "engine/comm/arrival_board.h"
 #include "engine/comm/half_convert.h"
 #include "engine/comm/process_group.h"
 #include "engine/comm/store.h"
@@ -159,6 +160,7 @@ class GlooProcessGroup : public ProcessGroup {
                            e.what());
       }
       context_ = ctx;
+      board_ = std::make_unique<ArrivalBoard>(std::make_shared<PrefixStore>(prefix_, store_), rank_, global_ranks_);
     }
     worker_ = std::thread([this] { run(); });
   }
@@ -376,25 +378,33 @@ class GlooProcessGroup : public ProcessGroup {
         queue_.pop_front();
       }
       std::exception_ptr err;
+      const uint32_t seq = tag++;
+      if (board_) board_->arrived(seq);
       try {
-        item.second(tag++);
+        item.second(seq);
       } catch (const std::exception& e) {
-        err = std::make_exception_ptr(RuntimeError(explain(item.first->what(), e.what())));
+        err = std::make_exception_ptr(RuntimeError(explain(item.first->what(), e.what(), seq)));
       }
       item.first->finish(err);
     }
   }
 
-  std::string explain(const std::string& what, const std::string& cause) const {
+  std::string explain(const std::string& what, const std::string& cause, uint32_t seq) {
     std::string where = " on rank " + std::to_string(global_rank_) + " (group of " + std::to_string(size()) + ")";
     std::string lower = cause;
     std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
     if (lower.find("timed out") != std::string::npos || lower.find("timeout") != std::string::npos) {
       char secs[32];
       std::snprintf(secs, sizeof(secs), "%g", timeout_s_);
-      return what + " timed out after " + secs + " s" + where +
-             ": a peer never arrived (a rank is stuck, slow or issued a different sequence of collectives) [" +
-             cause + "]";
+      std::string who = "a peer never arrived";
+      if (auto behind = board_ ? board_->missing(seq, std::chrono::milliseconds(500)) : std::nullopt) {
+        if (!behind->empty())
+          who = describe_ranks(*behind) + " never arrived";
+        else
+          who = "every rank arrived, but the transfer stalled";
+      }
+      return what + " timed out after " + secs + " s" + where + ": " + who +
+             " (a rank is stuck, slow or issued a different sequence of collectives) [" + cause + "]";
     }
     return what + " failed" + where + ": " + cause +
            (lower.find("closed") != std::string::npos || lower.find("reset") != std::string::npos
@@ -411,6 +421,7 @@ class GlooProcessGroup : public ProcessGroup {
   milliseconds timeout_;
   std::shared_ptr<gloo::transport::Device> device_;
   std::shared_ptr<gloo::Context> context_;
+  std::unique_ptr<ArrivalBoard> board_;  // groups of more than one rank
   std::map<std::string, int> subgroup_count_;
   std::vector<char> work_, incoming_;  // ring scratch, grown on demand and kept (used by the worker thread only)
 

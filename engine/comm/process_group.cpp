@@ -6,7 +6,10 @@
 #include "engine/base/error.h"
 #include "engine/comm/store.h"
 
+#include "engine/comm/host_staged_process_group.h"
+
 #ifdef ZT_HAVE_CUDA
+#include "engine/comm/cuda/cuda_device_copier.h"
 #include "engine/comm/cuda/nccl_process_group.h"
 #endif
 
@@ -41,21 +44,29 @@ bool nccl_available() {
 }
 
 std::unique_ptr<ProcessGroup> make_process_group(CommBackend backend, int rank, int world_size,
-                                                 std::shared_ptr<Store> store, double timeout_s) {
-  if (backend == CommBackend::Nccl && !nccl_available())
-    throw RuntimeError(
+                                                 std::shared_ptr<Store> store, double timeout_s, Device buffers,
+                                                 int local_world_size) {
+  if (buffers == Device::Cpu) {
+    if (backend == CommBackend::Nccl)
+      throw RuntimeError("comm.backend is \"nccl\", but this run's buffers are in host memory and nccl serves GPU "
+                         "buffers only; use \"gloo\" or \"auto\"");
+    return make_gloo_process_group(rank, world_size, std::move(store), timeout_s);
+  }
 #ifdef ZT_HAVE_CUDA
-        "comm.backend is \"nccl\" but no GPU is visible to rank " + std::to_string(rank) +
-        "; use \"gloo\" or \"auto\" on a machine without GPUs"
-#else
-        "comm.backend is \"nccl\" but this zerotrain was built without CUDA; use \"gloo\" or \"auto\""
-#endif
-    );
-#ifdef ZT_HAVE_CUDA
-  if (backend == CommBackend::Nccl || (backend == CommBackend::Auto && nccl_available()))
+  const int gpus = cuda::nccl_visible_device_count();
+  if (gpus == 0)
+    throw RuntimeError("rank " + std::to_string(rank) + " has GPU buffers to reduce but no GPU is visible" +
+                       (backend == CommBackend::Nccl ? std::string(" (comm.backend \"nccl\")") : std::string()));
+  const bool own_gpu = local_world_size <= gpus;
+  if (backend == CommBackend::Nccl || (backend == CommBackend::Auto && own_gpu))
     return cuda::make_nccl_process_group(rank, world_size, std::move(store), timeout_s);
+  return make_host_staged_process_group(make_gloo_process_group(rank, world_size, std::move(store), timeout_s),
+                                        cuda::make_cuda_device_copier());
+#else
+  (void)local_world_size;
+  throw RuntimeError(std::string("comm.backend \"") + (backend == CommBackend::Nccl ? "nccl" : "auto/gloo") +
+                     "\" for GPU buffers, but this zerotrain was built without CUDA");
 #endif
-  return make_gloo_process_group(rank, world_size, std::move(store), timeout_s);
 }
 
 SubgroupMembers subgroup_members(const std::vector<int>& requested, int global_rank,

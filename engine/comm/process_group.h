@@ -55,17 +55,22 @@ class ProcessGroup {
   virtual std::unique_ptr<ProcessGroup> new_group(const std::vector<int>& ranks) = 0;
 };
 
-// Where a collective's buffers live. Gloo serves host buffers; device buffers under Gloo would need staging through
-// pinned host memory (not implemented yet: the Gloo group throws for Device::Cuda). NCCL serves CUDA buffers.
+// Where a collective's buffers live. Gloo serves host buffers, and device buffers by staging them through pinned
+// host memory; NCCL serves CUDA buffers only.
 enum class Device { Cpu, Cuda };
 
-// A process group of world_size ranks meeting through store (which holds one namespace per group).
-// backend Auto = NCCL when built with CUDA and a GPU is visible, else Gloo; Nccl without a GPU throws RuntimeError.
-// timeout_s bounds every collective and the rendezvous; a collective past it throws a RuntimeError naming it.
+// A process group of world_size ranks meeting through store (which holds one namespace per group), for buffers on
+// `buffers`. Host buffers: Auto and Gloo give Gloo; Nccl is a RuntimeError. CUDA buffers: Auto gives NCCL when this
+// build has it and every local rank has a GPU of its own (NCCL refuses two ranks on one GPU), else Gloo with host
+// staging; Gloo gives Gloo with host staging; Nccl gives NCCL. Asking for CUDA buffers without a visible GPU (or
+// without CUDA in the build) is a RuntimeError.
+// timeout_s bounds every collective and the rendezvous; a collective past it throws a RuntimeError naming it and,
+// for Gloo, the ranks that never arrived.
 // Collectives run in the order they are issued and every rank must issue the same sequence on a group (c10d's rule):
 // the async variants are queued on one worker thread per group, so issuing order is execution order.
 std::unique_ptr<ProcessGroup> make_process_group(CommBackend backend, int rank, int world_size,
-                                                 std::shared_ptr<Store> store, double timeout_s);
+                                                 std::shared_ptr<Store> store, double timeout_s,
+                                                 Device buffers = Device::Cpu, int local_world_size = 1);
 
 // The Gloo process group directly. local_address is the address peers reach this process at (empty: the address of
 // the interface that routes to the store's host, or loopback).

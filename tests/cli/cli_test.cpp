@@ -146,6 +146,20 @@ TEST_F(CliTest, TrainingEntryIsReached) {
   EXPECT_NE(r.err.find("done: 2 steps"), std::string::npos) << r.err;
 }
 
+// The shipped tiny config with two ranks: they rendezvous, allreduce their gradients and exit cleanly (its batch
+// is given per rank, so the global batch follows the launch's world size).
+TEST_F(CliTest, TinyConfigWithTwoRanksTrainsAndExitsCleanly) {
+  const std::string out = ::testing::TempDir() + "zt_cli_two_ranks";
+  ProcessResult r = zerotrain({"--config", std::string(ZT_SOURCE_DIR) + "/configs/tiny_cpu.json", "--nproc_per_node",
+                               "2", "train.max_steps=3", "train.save_dir=" + out});
+  const std::string all = r.out + r.err;
+  EXPECT_EQ(r.exit_code, 0) << all;
+  EXPECT_NE(all.find("world size 2, batch 16 = micro 8 x accumulation 1 x ranks 2"), std::string::npos) << all;
+  EXPECT_NE(all.find("[rank 0]"), std::string::npos) << all;
+  EXPECT_NE(all.find("[rank 1]"), std::string::npos) << all;
+  EXPECT_NE(all.find("done: 3 steps"), std::string::npos) << all;
+}
+
 struct BadConfig {
   const char* text;
   const char* message;  // the error line after "zerotrain: error: <file>: "

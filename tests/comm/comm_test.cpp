@@ -133,23 +133,41 @@ TEST(Comm, WorldOfOneNeedsNoNetwork) {
   EXPECT_THROW(g.new_group({1}), RuntimeError);
 }
 
-TEST(Comm, NcclWithoutGpuIsAClearError) {
-  if (nccl_available()) GTEST_SKIP() << "a GPU is visible; this checks the no-GPU error";
+TEST(Comm, NcclForHostBuffersIsAClearError) {
   auto store = std::make_shared<LocalStore>();
   try {
-    make_process_group(CommBackend::Nccl, 0, 1, store, 5.0);
-    FAIL() << "nccl without a GPU";
+    make_process_group(CommBackend::Nccl, 0, 1, store, 5.0, Device::Cpu);
+    FAIL() << "nccl for host buffers";
   } catch (const RuntimeError& e) {
-    EXPECT_NE(std::string(e.what()).find("nccl"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("\"nccl\", but this run's buffers are in host memory"), std::string::npos)
+        << e.what();
   }
+  // Host buffers under auto are Gloo's even where a GPU is visible.
   EXPECT_EQ(make_process_group(CommBackend::Auto, 0, 1, store, 5.0)->backend_name(), "gloo");
+}
+
+TEST(Comm, GpuBuffersWithoutGpuIsAClearError) {
+  if (nccl_available()) GTEST_SKIP() << "a GPU is visible; this checks the no-GPU error";
+  auto store = std::make_shared<LocalStore>();
+  for (CommBackend b : {CommBackend::Nccl, CommBackend::Gloo, CommBackend::Auto}) {
+    try {
+      make_process_group(b, 0, 1, store, 5.0, Device::Cuda);
+      FAIL() << "GPU buffers without a GPU";
+    } catch (const RuntimeError& e) {
+#ifdef ZT_HAVE_CUDA
+      EXPECT_NE(std::string(e.what()).find("no GPU is visible"), std::string::npos) << e.what();
+#else
+      EXPECT_NE(std::string(e.what()).find("built without CUDA"), std::string::npos) << e.what();
+#endif
+    }
+  }
 }
 
 TEST(Comm, NcclCollectivesOnOneGpu) {
 #ifdef ZT_HAVE_CUDA
   if (!nccl_available()) GTEST_SKIP() << "no GPU: the NCCL backend is compiled but not run";
   auto store = std::make_shared<LocalStore>();
-  auto g = make_process_group(CommBackend::Auto, 0, 1, store, 30.0);
+  auto g = make_process_group(CommBackend::Auto, 0, 1, store, 30.0, Device::Cuda);
   EXPECT_EQ(g->backend_name(), "nccl");
   std::vector<float> host = {1.5f, -2.0f, 3.0f, 4.0f};
   float* dev = nullptr;
@@ -168,6 +186,41 @@ TEST(Comm, NcclCollectivesOnOneGpu) {
   cudaFree(dev);
 #else
   GTEST_SKIP() << "built without CUDA: no NCCL backend";
+#endif
+}
+
+// Gloo serving device buffers: the staging logic over real Gloo ranks, with a copier whose "device" is host memory
+// (the results must come back through it, and a second round must reuse the staging buffers).
+TEST(Comm, HostStagedGroupMatchesTheReference) {
+  for (int n : {2, 3}) {
+    auto r = run_shell(test::launch_cmd(n, free_port(), "staged"));
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_EQ(r.output.find("MISMATCH"), std::string::npos) << r.output;
+    for (int rank = 0; rank < n; ++rank) {
+      const std::string tag = "[rank " + std::to_string(rank) + "] rank " + std::to_string(rank) + ": ";
+      size_t at = r.output.find(tag);
+      ASSERT_NE(at, std::string::npos) << r.output;
+      const std::string line = r.output.substr(at, r.output.find('\n', at) - at);
+      EXPECT_NE(line.find("staged checks passed"), std::string::npos) << line;
+      EXPECT_EQ(line.find(" 0 bytes to host"), std::string::npos) << line;
+      EXPECT_EQ(line.find(" 0 to device"), std::string::npos) << line;
+      EXPECT_NE(line.find("(0 in the second round)"), std::string::npos) << line;
+    }
+  }
+}
+
+// The same on real GPU buffers, 2 and 3 ranks sharing one GPU (what NCCL refuses).
+TEST(Comm, GlooWithPinnedStagingOnGpuBuffers) {
+#ifdef ZT_HAVE_CUDA
+  if (!nccl_available()) GTEST_SKIP() << "no GPU: Gloo's pinned-host staging of GPU buffers is compiled but not run";
+  for (int n : {2, 3}) {
+    auto r = run_shell(test::launch_cmd(n, free_port(), "staged_cuda"));
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_EQ(r.output.find("MISMATCH"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("checks passed on GPU buffers through gloo+cuda staging"), std::string::npos) << r.output;
+  }
+#else
+  GTEST_SKIP() << "built without CUDA";
 #endif
 }
 

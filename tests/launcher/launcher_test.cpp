@@ -145,9 +145,22 @@ TEST(Launcher, CollectiveTimeoutNamesTheOperation) {
   auto r = run_shell(launch_cmd(2, free_port(), "sleep 1 6", /*timeout_s=*/2));
   EXPECT_NE(r.exit_code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "[rank 0] zt_comm_worker: error: allreduce of 1234 f32 elements (sum) timed out "
-                                 "after 2 s on rank 0 (group of 2)"))
+                                 "after 2 s on rank 0 (group of 2): rank 1 never arrived"))
       << r.output;
   EXPECT_LT(r.seconds, 6.0) << "rank 1 should have been stopped, not waited for\n" << r.output;
+}
+
+TEST(Launcher, CollectiveTimeoutNamesTheRankThatNeverArrived) {
+  // Ranks 0 and 1 wait on ring neighbours that are all alive; only the arrival counts can tell that rank 2 never
+  // came. Whichever of them times out first is reported (the launcher then stops the rest).
+  auto r = run_shell(launch_cmd(3, free_port(), "sleep 2 8", /*timeout_s=*/2));
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "timed out after 2 s on rank 0 (group of 3): rank 2 never arrived") ||
+              contains(r.output, "timed out after 2 s on rank 1 (group of 3): rank 2 never arrived"))
+      << r.output;
+  EXPECT_FALSE(contains(r.output, "rank 1 never arrived")) << r.output;
+  EXPECT_FALSE(contains(r.output, "ranks 1, 2 never arrived")) << r.output;
+  EXPECT_LT(r.seconds, 8.0) << r.output;
 }
 
 TEST(Launcher, TwoJobsOnDifferentPortsRunAtOnce) {

@@ -5,6 +5,9 @@
 //   zt_comm_worker sleep <rank> <secs>   <rank> sleeps before an allreduce (the others must time out)
 //   zt_comm_worker throw <rank>          <rank> throws a RuntimeError after joining
 //   zt_comm_worker selfkill <rank>       <rank> SIGKILLs itself while the others run allreduces
+//   zt_comm_worker staged                the checks of `check` through the host-staged group, with a copier whose
+//                                        "device" is host memory (prints the copier's traffic)
+//   zt_comm_worker staged_cuda           the same on real CUDA buffers through Gloo with pinned staging (GPU only)
 // ZT_TEST_TIMEOUT_S sets comm.timeout_s (default 30).
 #include <csignal>
 #include <cmath>
@@ -18,6 +21,13 @@
 #include "engine/base/error.h"
 #include "engine/comm/distributed.h"
 #include "engine/comm/half_convert.h"
+#include "engine/comm/host_staged_process_group.h"
+
+#ifdef ZT_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include "engine/comm/cuda/cuda_device_copier.h"
+#endif
 
 namespace {
 
@@ -165,6 +175,114 @@ int check_async(ProcessGroup& g, int rank) {
   return busy > 0 ? 2 : 0;
 }
 
+// A copier whose "device" is ordinary memory: exercises the staging logic on CPU and counts its traffic.
+class CountingHostCopier : public DeviceCopier {
+ public:
+  void* alloc_host(size_t bytes) override {
+    ++allocations;
+    return std::malloc(bytes);
+  }
+  void free_host(void* p) override { std::free(p); }
+  void to_host(void* host, const void* device, size_t bytes) override {
+    std::memcpy(host, device, bytes);
+    to_host_bytes += bytes;
+  }
+  void to_device(void* device, const void* host, size_t bytes) override {
+    std::memcpy(device, host, bytes);
+    to_device_bytes += bytes;
+  }
+  void synchronize() override {}
+  std::string name() const override { return "counting"; }
+  size_t allocations = 0, to_host_bytes = 0, to_device_bytes = 0;
+};
+
+#ifdef ZT_HAVE_CUDA
+// Presents a device group (buffers in GPU memory) to the host-buffer checks: each call copies the host buffers to
+// the GPU, runs the device collective there, and copies the results back.
+class DeviceShim : public ProcessGroup {
+ public:
+  explicit DeviceShim(std::unique_ptr<ProcessGroup> dev) : dev_(std::move(dev)) {}
+  ~DeviceShim() override { cudaFree(scratch_); }
+  int rank() const override { return dev_->rank(); }
+  int size() const override { return dev_->size(); }
+  std::string backend_name() const override { return dev_->backend_name(); }
+  std::shared_ptr<Work> allreduce_async(void* buf, size_t count, DType t, ReduceOp op) override {
+    size_t b = count * dtype_size(t);
+    char* d = up(buf, b, 0);
+    dev_->allreduce(d, count, t, op);
+    down(buf, d, b);
+    return done();
+  }
+  std::shared_ptr<Work> reduce_scatter_async(const void* in, void* out, size_t count, DType t,
+                                             ReduceOp op) override {
+    size_t b = count * dtype_size(t), n = static_cast<size_t>(size());
+    char* d = up(in, b * n, b);
+    dev_->reduce_scatter(d, d + b * n, count, t, op);
+    down(out, d + b * n, b);
+    return done();
+  }
+  std::shared_ptr<Work> allgather_async(const void* in, void* out, size_t count, DType t) override {
+    size_t b = count * dtype_size(t), n = static_cast<size_t>(size());
+    char* d = up(in, b, b * n);
+    dev_->allgather(d, d + b, count, t);
+    down(out, d + b, b * n);
+    return done();
+  }
+  std::shared_ptr<Work> broadcast_async(void* buf, size_t count, DType t, int root) override {
+    size_t b = count * dtype_size(t);
+    char* d = up(buf, b, 0);
+    dev_->broadcast(d, count, t, root);
+    down(buf, d, b);
+    return done();
+  }
+  void barrier() override { dev_->barrier(); }
+  std::unique_ptr<ProcessGroup> new_group(const std::vector<int>& ranks) override {
+    return std::make_unique<DeviceShim>(dev_->new_group(ranks));
+  }
+
+ private:
+  class Done : public Work {
+   public:
+    void wait() override {}
+    bool is_completed() override { return true; }
+  };
+  static std::shared_ptr<Work> done() { return std::make_shared<Done>(); }
+  char* up(const void* host, size_t bytes, size_t extra) {
+    if (bytes + extra > cap_) {
+      cudaFree(scratch_);
+      cap_ = bytes + extra;
+      if (cudaMalloc(&scratch_, cap_) != cudaSuccess) throw RuntimeError("cudaMalloc failed in the test shim");
+    }
+    if (cudaMemcpy(scratch_, host, bytes, cudaMemcpyHostToDevice) != cudaSuccess)
+      throw RuntimeError("cudaMemcpy to device failed in the test shim");
+    return static_cast<char*>(scratch_);
+  }
+  static void down(void* host, const void* dev, size_t bytes) {
+    if (cudaMemcpy(host, dev, bytes, cudaMemcpyDeviceToHost) != cudaSuccess)
+      throw RuntimeError("cudaMemcpy to host failed in the test shim");
+  }
+  std::unique_ptr<ProcessGroup> dev_;
+  void* scratch_ = nullptr;
+  size_t cap_ = 0;
+};
+#endif
+
+// check's collectives on g (world group semantics) plus sub-groups by parity.
+int check_all(ProcessGroup& g, int rank, int world_size) {
+  std::vector<int> all(static_cast<size_t>(world_size));
+  for (int i = 0; i < world_size; ++i) all[static_cast<size_t>(i)] = i;
+  int checks = check_group(g, all, 0);
+  checks += check_async(g, rank);
+  if (world_size >= 3) {
+    // Sub-groups by parity; each rank builds only the group it belongs to.
+    std::vector<int> members;
+    for (int r = rank % 2; r < world_size; r += 2) members.push_back(r);
+    auto sub = g.new_group(members);
+    checks += check_group(*sub, members, 11);
+  }
+  return checks;
+}
+
 int run(int argc, char** argv) {
   std::string mode = argc > 1 ? argv[1] : "check";
   double timeout_s = std::getenv("ZT_TEST_TIMEOUT_S") ? std::atof(std::getenv("ZT_TEST_TIMEOUT_S")) : 30.0;
@@ -172,21 +290,41 @@ int run(int argc, char** argv) {
   ProcessGroup& g = *d.group;
   if (g.rank() != d.rank || g.size() != d.world_size) throw RuntimeError("group rank/size disagree with env");
 
+  std::vector<int> everyone(static_cast<size_t>(d.world_size));
+  for (int i = 0; i < d.world_size; ++i) everyone[static_cast<size_t>(i)] = i;
   if (mode == "check") {
-    std::vector<int> all(static_cast<size_t>(d.world_size));
-    for (int i = 0; i < d.world_size; ++i) all[static_cast<size_t>(i)] = i;
-    int checks = check_group(g, all, 0);
-    checks += check_async(g, d.rank);
-    if (d.world_size >= 3) {
-      // Sub-groups by parity; each rank builds only the group it belongs to.
-      std::vector<int> members;
-      for (int r = d.rank % 2; r < d.world_size; r += 2) members.push_back(r);
-      auto sub = g.new_group(members);
-      checks += check_group(*sub, members, 11);
-    }
+    int checks = check_all(g, d.rank, d.world_size);
     g.barrier();
     std::printf("rank %d: %d checks passed\n", d.rank, checks);
     return 0;
+  }
+  if (mode == "staged") {
+    auto copier = std::make_shared<CountingHostCopier>();
+    auto staged = make_host_staged_process_group(g.new_group(everyone), copier);
+    int checks = check_all(*staged, d.rank, d.world_size);
+    // A second round must find its staging buffers in the pool.
+    const size_t allocations = copier->allocations;
+    checks += check_all(*staged, d.rank, d.world_size);
+    staged->barrier();
+    std::printf("rank %d: %d staged checks passed; %zu bytes to host, %zu to device, %zu pinned allocations "
+                "(%zu in the second round)\n",
+                d.rank, checks, copier->to_host_bytes, copier->to_device_bytes, copier->allocations,
+                copier->allocations - allocations);
+    return 0;
+  }
+  if (mode == "staged_cuda") {
+#ifdef ZT_HAVE_CUDA
+    int gpus = 0;
+    if (cudaGetDeviceCount(&gpus) != cudaSuccess || gpus == 0) throw RuntimeError("staged_cuda: no GPU visible");
+    DeviceShim shim(make_host_staged_process_group(g.new_group(everyone), cuda::make_cuda_device_copier()));
+    int checks = check_all(shim, d.rank, d.world_size);
+    shim.barrier();
+    std::printf("rank %d: %d checks passed on GPU buffers through %s\n", d.rank, checks,
+                shim.backend_name().c_str());
+    return 0;
+#else
+    throw RuntimeError("staged_cuda: built without CUDA");
+#endif
   }
   if (mode == "sleep") {
     int who = std::atoi(argv[2]);
