@@ -2,7 +2,8 @@
 // busbw = algbw * factor (allreduce 2(n-1)/n, reduce-scatter and allgather (n-1)/n), which is comparable with the
 // link bandwidth whatever n is. "size" is the full buffer: the allreduce buffer, the reduce-scatter input, the
 // allgather output. A plain memcpy bandwidth measured in the same run gives a ceiling for one node.
-//   comm_bench [--nproc N] [--min-bytes B] [--max-bytes B] [--backend gloo|nccl|auto]
+//   comm_bench [--nproc N] [--min-bytes B] [--max-bytes B] [--backend gloo|nccl|auto] [--device cpu|cuda]
+// --device cuda (implied by --backend nccl) puts the buffers in GPU memory: NCCL, or Gloo with pinned host staging.
 // Without RANK in the environment it launches N copies of itself (default 2) through launch_workers.
 #include <algorithm>
 #include <chrono>
@@ -15,6 +16,10 @@
 #include "engine/base/error.h"
 #include "engine/comm/distributed.h"
 #include "launcher/launcher.h"
+
+#ifdef ZT_HAVE_CUDA
+#include <cuda_runtime.h>
+#endif
 
 namespace {
 
@@ -39,17 +44,50 @@ std::string human(size_t b) {
   return s;
 }
 
-int worker(size_t min_bytes, size_t max_bytes, CommBackend backend) {
-  auto d = init_distributed(backend, 300.0);
+// The two buffers of the benchmark, in host or GPU memory.
+struct Buffers {
+  float* buf = nullptr;
+  float* out = nullptr;
+  Device where = Device::Cpu;
+  std::vector<float> host_buf, host_out;
+  Buffers(size_t floats, Device d) : where(d) {
+    if (d == Device::Cpu) {
+      host_buf.assign(floats, 1.0f);
+      host_out.assign(floats, 0.0f);
+      buf = host_buf.data();
+      out = host_out.data();
+      return;
+    }
+#ifdef ZT_HAVE_CUDA
+    if (cudaMalloc(&buf, floats * 4) != cudaSuccess || cudaMalloc(&out, floats * 4) != cudaSuccess)
+      throw RuntimeError("comm_bench: cudaMalloc of 2 x " + std::to_string(floats * 4) + " bytes failed");
+    cudaMemset(buf, 0, floats * 4);
+#else
+    throw RuntimeError("comm_bench: --device cuda needs a CUDA build");
+#endif
+  }
+  ~Buffers() {
+#ifdef ZT_HAVE_CUDA
+    if (where == Device::Cuda) {
+      cudaFree(buf);
+      cudaFree(out);
+    }
+#endif
+  }
+};
+
+int worker(size_t min_bytes, size_t max_bytes, CommBackend backend, Device device) {
+  auto d = init_distributed(backend, 300.0, device);
   ProcessGroup& g = *d.group;
   const int n = g.size();
   const size_t n_sz = static_cast<size_t>(n);
   if (d.rank == 0) {
-    std::printf("# comm_bench: %d ranks, backend %s, f32; memcpy bandwidth %.2f GB/s (256 MiB, one thread)\n", n,
-                g.backend_name().c_str(), memcpy_gbps(256u << 20));
+    std::printf("# comm_bench: %d ranks, backend %s, %s buffers, f32; memcpy bandwidth %.2f GB/s (256 MiB, one "
+                "thread)\n",
+                n, g.backend_name().c_str(), device == Device::Cpu ? "host" : "GPU", memcpy_gbps(256u << 20));
     std::printf("# %-10s %-15s %10s %12s %12s\n", "size", "op", "time(us)", "algbw(GB/s)", "busbw(GB/s)");
   }
-  std::vector<float> buf(max_bytes / 4, 1.0f), out(max_bytes / 4, 0.0f);
+  Buffers b(max_bytes / 4, device);
   struct Op {
     const char* name;
     double factor;
@@ -60,9 +98,9 @@ int worker(size_t min_bytes, size_t max_bytes, CommBackend backend) {
     size_t total = bytes / 4, chunk = total / n_sz;
     for (const Op& op : ops) {
       auto run_once = [&] {
-        if (op.name[6] == 'd' && op.name[0] == 'a') g.allreduce(buf.data(), total, DType::F32, ReduceOp::Sum);
-        else if (op.name[0] == 'r') g.reduce_scatter(buf.data(), out.data(), chunk, DType::F32, ReduceOp::Sum);
-        else g.allgather(buf.data(), out.data(), chunk, DType::F32);
+        if (op.name[6] == 'd' && op.name[0] == 'a') g.allreduce(b.buf, total, DType::F32, ReduceOp::Sum);
+        else if (op.name[0] == 'r') g.reduce_scatter(b.buf, b.out, chunk, DType::F32, ReduceOp::Sum);
+        else g.allgather(b.buf, b.out, chunk, DType::F32);
       };
       int iters = static_cast<int>(std::clamp<size_t>((size_t{1} << 30) / bytes, 3, 50));
       run_once();
@@ -88,14 +126,17 @@ int main(int argc, char** argv) {
     int nproc = 2;
     size_t min_bytes = 4 << 10, max_bytes = 256u << 20;
     CommBackend backend = CommBackend::Gloo;
+    Device device = Device::Cpu;
     for (int i = 1; i + 1 < argc; i += 2) {
       std::string a = argv[i], v = argv[i + 1];
       if (a == "--nproc") nproc = std::stoi(v);
       else if (a == "--min-bytes") min_bytes = std::stoull(v);
       else if (a == "--max-bytes") max_bytes = std::stoull(v);
       else if (a == "--backend") backend = v == "nccl" ? CommBackend::Nccl : v == "auto" ? CommBackend::Auto : CommBackend::Gloo;
+      else if (a == "--device") device = v == "cuda" ? Device::Cuda : Device::Cpu;
       else throw ConfigError("unknown option " + a);
     }
+    if (backend == CommBackend::Nccl) device = Device::Cuda;
     if (!read_worker_env()) {
       LaunchOptions o;
       o.nproc_per_node = nproc;
@@ -104,7 +145,7 @@ int main(int argc, char** argv) {
       for (int i = 1; i < argc; ++i) args.push_back(argv[i]);
       return launch_workers(o, args);
     }
-    return worker(min_bytes, max_bytes, backend);
+    return worker(min_bytes, max_bytes, backend, device);
   } catch (const Error& e) {
     std::fprintf(stderr, "comm_bench: error: %s\n", e.what());
     return e.exit_code();

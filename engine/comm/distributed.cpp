@@ -72,7 +72,7 @@ void check_world(Store& store, const WorkerEnv& env, double timeout_s) {
 
 }  // namespace
 
-Distributed init_distributed(const WorkerEnv& env, CommBackend backend, double timeout_s) {
+Distributed init_distributed(const WorkerEnv& env, CommBackend backend, double timeout_s, Device buffers) {
   Distributed d;
   d.rank = env.rank;
   d.world_size = env.world_size;
@@ -84,15 +84,15 @@ Distributed init_distributed(const WorkerEnv& env, CommBackend backend, double t
     d.store = std::make_shared<TcpStore>(env.master_addr, env.master_port, timeout_s, env.rank == 0);
     check_world(*d.store, env, timeout_s);
   }
-  d.group = make_process_group(backend, env.rank, env.world_size, d.store, timeout_s);
+  d.group = make_process_group(backend, env.rank, env.world_size, d.store, timeout_s, buffers, env.local_world_size);
   spdlog::debug("joined a world of {} as rank {} (local {}/{}), backend {}, store {}", d.world_size, d.rank,
                 d.local_rank, d.local_world_size, d.group->backend_name(), d.store->describe());
   return d;
 }
 
-Distributed init_distributed(CommBackend backend, double timeout_s) {
+Distributed init_distributed(CommBackend backend, double timeout_s, Device buffers) {
   auto env = read_worker_env();
-  return init_distributed(env ? *env : WorkerEnv{}, backend, timeout_s);
+  return init_distributed(env ? *env : WorkerEnv{}, backend, timeout_s, buffers);
 }
 
 }  // namespace zt

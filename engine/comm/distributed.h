@@ -20,10 +20,12 @@ struct Distributed {
 // Reads the worker environment (see launcher/worker_env.h). With none: a world of one with an in-process store.
 // Otherwise rank 0 serves the store at MASTER_ADDR:MASTER_PORT, every rank registers its WORLD_SIZE there (a
 // mismatch is reported by every rank) and the process group of comm.backend is built. Every step is bounded by
-// timeout_s; failures throw RuntimeError naming the address/port.
-Distributed init_distributed(CommBackend backend, double timeout_s);
+// timeout_s; failures throw RuntimeError naming the address/port. buffers: where the collectives' buffers will
+// live (see make_process_group for what each backend then means).
+Distributed init_distributed(CommBackend backend, double timeout_s, Device buffers = Device::Cpu);
 
 // The same, from an explicit WorkerEnv (tests, benches).
-Distributed init_distributed(const WorkerEnv& env, CommBackend backend, double timeout_s);
+Distributed init_distributed(const WorkerEnv& env, CommBackend backend, double timeout_s,
+                             Device buffers = Device::Cpu);
 
 }  // namespace zt
