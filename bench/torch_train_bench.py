@@ -22,9 +22,9 @@ PRESETS = {"gpt2-tiny": (2, 2, 64, 256, 64), "gpt2-124M": (12, 12, 768, 50257, 1
 
 
 class Block(nn.Module):
-    def __init__(self, C, nh):
+    def __init__(self, C, nh, sdpa=False):
         super().__init__()
-        self.nh = nh
+        self.nh, self.sdpa = nh, sdpa
         self.ln_1, self.ln_2 = nn.LayerNorm(C), nn.LayerNorm(C)
         self.c_attn, self.c_proj = nn.Linear(C, 3 * C), nn.Linear(C, C)
         self.c_fc, self.mlp_proj = nn.Linear(C, 4 * C), nn.Linear(4 * C, C)
@@ -33,17 +33,21 @@ class Block(nn.Module):
         B, T, C = x.shape
         q, k, v = self.c_attn(self.ln_1(x)).split(C, dim=2)
         q, k, v = (t.view(B, T, self.nh, C // self.nh).transpose(1, 2) for t in (q, k, v))
-        att = (q @ k.transpose(-2, -1)) / math.sqrt(C // self.nh)
-        att = att.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1), float("-inf")).softmax(-1)
-        x = x + self.c_proj((att @ v).transpose(1, 2).reshape(B, T, C))
+        if self.sdpa:  # PyTorch 2.x (flash attention on GPUs); the explicit form below is the CPU 1.13 reference
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            att = (q @ k.transpose(-2, -1)) / math.sqrt(C // self.nh)
+            causal = torch.triu(torch.ones(T, T, dtype=torch.bool, device=x.device), 1)
+            y = att.masked_fill(causal, float("-inf")).softmax(-1) @ v
+        x = x + self.c_proj(y.transpose(1, 2).reshape(B, T, C))
         return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
 
 
 class GPT2(nn.Module):
-    def __init__(self, L, nh, C, V, block):
+    def __init__(self, L, nh, C, V, block, sdpa=False):
         super().__init__()
         self.wte, self.wpe = nn.Embedding(V, C), nn.Embedding(block, C)
-        self.h = nn.ModuleList(Block(C, nh) for _ in range(L))
+        self.h = nn.ModuleList(Block(C, nh, sdpa) for _ in range(L))
         self.ln_f = nn.LayerNorm(C)
         for name, p in self.named_parameters():
             if p.dim() == 2:
@@ -51,11 +55,11 @@ class GPT2(nn.Module):
                 nn.init.normal_(p, 0.0, std)
 
     def forward(self, idx, targets):
-        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1], device=idx.device))
         for b in self.h:
             x = b(x)
         logits = self.ln_f(x) @ self.wte.weight.t()
-        return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
+        return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.view(-1))
 
 
 def read_shard(path):
