@@ -49,9 +49,10 @@ void ArrivalBoard::publish_loop() {
       stopping_ = true;
       return;
     }
-    std::this_thread::sleep_for(kPause);
     lk.lock();
     published_ = value;
+    // The pause ends early on stop: a rank that is exiting (often on an error) must not linger.
+    if (cv_.wait_for(lk, kPause, [&] { return stopping_; })) return;
   }
 }
 
