@@ -135,9 +135,11 @@ TEST(Launcher, ThrowingRankStopsTheJobAndItsMessageHasItsPrefix) {
   auto r = run_shell(launch_cmd(3, free_port(), "throw 2"));
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_TRUE(contains(r.output, "[rank 2] zt_comm_worker: error: deliberate failure on rank 2")) << r.output;
-  // Whichever rank the launcher noticed first, its summary names rank 2's own end.
   EXPECT_TRUE(contains(r.output, "stopping the other 2 ranks")) << r.output;
-  EXPECT_TRUE(contains(r.output, "rank 2 exited with code 1")) << r.output;
+  // Rank 2's peers see its sockets close while it is still unwinding; when one of them is reaped first, the
+  // launcher's SIGTERM may end rank 2 before its own exit. Either way the summary names rank 2's end.
+  EXPECT_TRUE(contains(r.output, "rank 2 exited with code 1") || contains(r.output, "rank 2 was killed by signal 15"))
+      << r.output;
   EXPECT_LT(r.seconds, 10.0) << r.output;
 }
 
