@@ -23,7 +23,7 @@
 
 #include "engine/base/error.h"
 #include "engine/comm/arrival_board.h"
-#include "engine/comm/half_convert.h"
+#include "kernels/cpu/half_convert.h"
 #include "engine/comm/process_group.h"
 #include "engine/comm/store.h"
 
@@ -31,7 +31,6 @@ namespace zt {
 namespace {
 
 using std::chrono::milliseconds;
-using namespace comm_detail;
 
 // Gloo's Store interface over ours.
 class GlooStoreAdapter : public gloo::rendezvous::Store {
@@ -92,8 +91,8 @@ void reduce_into(void* c, const void* a, const void* b, size_t n, DType t, Reduc
         for (size_t i = 0; i < n; ++i) pc[i] = pa[i] + pb[i];
       break;
     }
-    case DType::BF16: reduce_16(c, a, b, n, op, bf16_to_f32, f32_to_bf16); break;
-    case DType::F16: reduce_16(c, a, b, n, op, f16_to_f32, f32_to_f16); break;
+    case DType::BF16: reduce_16(c, a, b, n, op, bf16_to_float, float_to_bf16); break;
+    case DType::F16: reduce_16(c, a, b, n, op, fp16_to_float, float_to_fp16); break;
   }
 }
 
@@ -104,7 +103,7 @@ void scale(void* buf, size_t n, DType t, float s) {
   } else {
     auto* p = static_cast<uint16_t*>(buf);
     bool bf = t == DType::BF16;
-    for (size_t i = 0; i < n; ++i) p[i] = bf ? f32_to_bf16(bf16_to_f32(p[i]) * s) : f32_to_f16(f16_to_f32(p[i]) * s);
+    for (size_t i = 0; i < n; ++i) p[i] = bf ? float_to_bf16(bf16_to_float(p[i]) * s) : float_to_fp16(fp16_to_float(p[i]) * s);
   }
 }
 

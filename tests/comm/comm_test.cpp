@@ -11,7 +11,7 @@
 
 #include "engine/base/error.h"
 #include "engine/comm/distributed.h"
-#include "engine/comm/half_convert.h"
+#include "kernels/cpu/half_convert.h"
 #include "tests/comm/test_helpers.h"
 
 #ifdef ZT_HAVE_CUDA
@@ -21,30 +21,29 @@
 namespace zt {
 namespace {
 
-using namespace comm_detail;
 using test::free_port;
 using test::run_shell;
 
 TEST(HalfConvert, KnownBitPatterns) {
-  EXPECT_EQ(f32_to_bf16(1.0f), 0x3f80);
-  EXPECT_EQ(f32_to_bf16(-2.0f), 0xc000);
-  EXPECT_EQ(f32_to_bf16(1.00390625f), 0x3f80);  // halfway between 1 and 1+2^-7: ties to even (down)
-  EXPECT_EQ(f32_to_bf16(1.01171875f), 0x3f82);  // halfway, odd below: ties to even (up)
-  EXPECT_EQ(f32_to_f16(1.0f), 0x3c00);
-  EXPECT_EQ(f32_to_f16(65504.0f), 0x7bff);
-  EXPECT_EQ(f32_to_f16(70000.0f), 0x7c00);
-  EXPECT_EQ(f32_to_f16(5.9604644775390625e-08f), 0x0001);  // smallest subnormal
-  EXPECT_EQ(f32_to_f16(1.0f + 1.0f / 2048), 0x3c00);       // tie to even
-  EXPECT_FLOAT_EQ(f16_to_f32(0x0001), 5.9604644775390625e-08f);
-  EXPECT_FLOAT_EQ(f16_to_f32(0xc400), -4.0f);
-  EXPECT_FLOAT_EQ(bf16_to_f32(0x4049), 3.140625f);
-  EXPECT_EQ(f32_to_f16(3.0e-5f), 503);  // subnormal: 3e-5 / 2^-24 = 503.3 rounds to 503
+  EXPECT_EQ(float_to_bf16(1.0f), 0x3f80);
+  EXPECT_EQ(float_to_bf16(-2.0f), 0xc000);
+  EXPECT_EQ(float_to_bf16(1.00390625f), 0x3f80);  // halfway between 1 and 1+2^-7: ties to even (down)
+  EXPECT_EQ(float_to_bf16(1.01171875f), 0x3f82);  // halfway, odd below: ties to even (up)
+  EXPECT_EQ(float_to_fp16(1.0f), 0x3c00);
+  EXPECT_EQ(float_to_fp16(65504.0f), 0x7bff);
+  EXPECT_EQ(float_to_fp16(70000.0f), 0x7c00);
+  EXPECT_EQ(float_to_fp16(5.9604644775390625e-08f), 0x0001);  // smallest subnormal
+  EXPECT_EQ(float_to_fp16(1.0f + 1.0f / 2048), 0x3c00);       // tie to even
+  EXPECT_FLOAT_EQ(fp16_to_float(0x0001), 5.9604644775390625e-08f);
+  EXPECT_FLOAT_EQ(fp16_to_float(0xc400), -4.0f);
+  EXPECT_FLOAT_EQ(bf16_to_float(0x4049), 3.140625f);
+  EXPECT_EQ(float_to_fp16(3.0e-5f), 503);  // subnormal: 3e-5 / 2^-24 = 503.3 rounds to 503
   for (float x : {0.0f, 0.5f, -7.0f, 1024.0f, 3.0517578125e-05f}) {
-    EXPECT_FLOAT_EQ(f16_to_f32(f32_to_f16(x)), x) << x;
-    EXPECT_FLOAT_EQ(bf16_to_f32(f32_to_bf16(x)), x) << x;
+    EXPECT_FLOAT_EQ(fp16_to_float(float_to_fp16(x)), x) << x;
+    EXPECT_FLOAT_EQ(bf16_to_float(float_to_bf16(x)), x) << x;
   }
-  EXPECT_TRUE(std::isnan(f16_to_f32(f32_to_f16(std::nanf("")))));
-  EXPECT_TRUE(std::isnan(bf16_to_f32(f32_to_bf16(std::nanf("")))));
+  EXPECT_TRUE(std::isnan(fp16_to_float(float_to_fp16(std::nanf("")))));
+  EXPECT_TRUE(std::isnan(bf16_to_float(float_to_bf16(std::nanf("")))));
 }
 
 TEST(TcpStore, SetGetAddWaitAcrossClients) {

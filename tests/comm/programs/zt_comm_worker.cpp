@@ -20,7 +20,7 @@
 
 #include "engine/base/error.h"
 #include "engine/comm/distributed.h"
-#include "engine/comm/half_convert.h"
+#include "kernels/cpu/half_convert.h"
 #include "engine/comm/host_staged_process_group.h"
 
 #ifdef ZT_HAVE_CUDA
@@ -32,7 +32,6 @@
 namespace {
 
 using namespace zt;
-using namespace zt::comm_detail;
 
 // Small integers: sums of up to four ranks stay exact in bf16 and f16, so Sum and Max compare exactly.
 float input_value(int rank, size_t i, int salt) {
@@ -45,7 +44,7 @@ std::vector<char> encode(const std::vector<float>& v, DType t) {
     if (t == DType::F32) {
       std::memcpy(out.data() + 4 * i, &v[i], 4);
     } else {
-      uint16_t h = t == DType::BF16 ? f32_to_bf16(v[i]) : f32_to_f16(v[i]);
+      uint16_t h = t == DType::BF16 ? float_to_bf16(v[i]) : float_to_fp16(v[i]);
       std::memcpy(out.data() + 2 * i, &h, 2);
     }
   }
@@ -61,7 +60,7 @@ std::vector<float> decode(const std::vector<char>& b, DType t) {
     } else {
       uint16_t h;
       std::memcpy(&h, b.data() + 2 * i, 2);
-      v[i] = t == DType::BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+      v[i] = t == DType::BF16 ? bf16_to_float(h) : fp16_to_float(h);
     }
   }
   return v;
