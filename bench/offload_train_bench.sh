@@ -3,7 +3,7 @@
 # (bench/offload_train_bench.json: 4 layers, 256 wide, byte vocabulary, embedded corpus; a few hundred ms/step),
 # three variants:
 #   none         no offload (the baseline)
-#   opt-nvme     offload_optimizer nvme (Adam state streamed through swap files in sub-groups of 2M elements)
+#   opt-nvme     offload_optimizer nvme (Adam state streamed in sub-groups of 500k elements, 4 buffer sets)
 #   opt+param    offload_optimizer nvme + offload_param nvme (parameter partitions read ahead from swap files)
 #
 #   bash bench/offload_train_bench.sh [BUILD_DIR] [NVME_DIR]   # defaults: build /var/tmp
@@ -70,7 +70,8 @@ for v in variants:
             io.append(s["io_wait_ms"])
     rows[v] = (statistics.median(ms), statistics.median(io), sum(io) / sum(ms), loss)
 base = rows[variants[0]][0]
-print(f"{'variant':<11} {'ms/step (median)':>17} {'io_wait ms (median)':>20} {'I/O share':>10} {'vs none':>8}  final loss")
+print(f"{'variant':<11} {'ms/step (median)':>17} {'io_wait ms (median)':>20} {'I/O share':>10} {'vs none':>8}"
+      "  final loss")
 for v in variants:
     ms, io, share, loss = rows[v]
     print(f"{v:<11} {ms:>17.1f} {io:>20.1f} {100 * share:>9.1f}% {ms / base:>7.2f}x  {loss[0]:.6f}")

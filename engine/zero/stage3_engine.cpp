@@ -35,7 +35,8 @@ class Stage3Engine : public ZeroEngine, private UnitHooks {
       working_.resize(owned_.size());
       working = working_.data();
     }
-    coordinator_ = std::make_unique<ParamCoordinator>(owned_.map(), pg, cfg.zero, working, precision_, swapper_.get());
+    coordinator_ =
+        std::make_unique<ParamCoordinator>(owned_.map(), pg, cfg.zero, working, precision_, swapper_.get());
     publish_master();  // gathers the persistent units
     model_.set_hooks(this);
   }
