@@ -105,7 +105,8 @@ TEST_F(ParamSwapperTest, BuffersSmallerThanTheLargestShardAreAConfigError) {
     ParamSwapper sw(*map_, cfg, 1, WorkingPrecision::F32);
     FAIL() << "accepted a buffer_size below the largest shard";
   } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("zero_optimization.offload_param.buffer_size"), std::string::npos) << e.what();
+    const std::string what = e.what();
+    EXPECT_NE(what.find("zero_optimization.offload_param.buffer_size"), std::string::npos) << what;
   }
   EXPECT_TRUE(std::filesystem::is_empty(dir_)) << "no swap file is created for a rejected setting";
 }
