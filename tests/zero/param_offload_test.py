@@ -4,12 +4,13 @@ buffer_count 2 and max_in_cpu equal to the largest shard (every read evicts), in
 within 1e-6 relative (checked bit-identical, which holds on CPU) and equal final weights; io_wait_ms counts the
 parameter reads. A checkpoint saved with parameter offload resumes bit-identically. Impossible settings are
 rejected naming the key; a deleted parameter swap file and a read-only nvme_path fail with a named error and a
-non-zero exit, without hanging, and leave no swap file behind.
+non-zero exit, without hanging, and leave no swap file behind; so does a job stopped with SIGTERM.
 """
 import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -151,21 +152,28 @@ def bad_settings(b, tmp, nvme):
     check(os.listdir(nvme) == [], f"no swap file left after rejected settings: {os.listdir(nvme)}")
 
 
-def swap_file_deleted(b, tmp, nvme):
-    out = os.path.join(tmp, "deleted")
-    p = start(b, out, 2, config(out, 2, nvme, steps=100000))
+def wait_for_training(p, out, nvme):
+    """Waits until the run has logged 2 steps with its swap files in place; returns their names."""
     metrics = os.path.join(out, "metrics.jsonl")
     deadline = time.time() + 60
-    deleted = None
     while time.time() < deadline and p.poll() is None:
-        files = [f for f in os.listdir(nvme) if "_params_" in f]
+        files = [f for f in os.listdir(nvme) if f.startswith("zt_swap_")]
         with open(metrics) if os.path.exists(metrics) else open(os.devnull) as f:
             steps_logged = f.read().count('"type":"step"')  # complete or not: the run is past that point
         if steps_logged >= 2 and files:
-            deleted = os.path.join(nvme, sorted(files)[0])
-            os.unlink(deleted)
-            break
+            return files
         time.sleep(0.05)
+    return []
+
+
+def swap_file_deleted(b, tmp, nvme):
+    out = os.path.join(tmp, "deleted")
+    p = start(b, out, 2, config(out, 2, nvme, opt="nvme", steps=100000))
+    deleted = None
+    files = [f for f in wait_for_training(p, out, nvme) if "_params_" in f]
+    if files:
+        deleted = os.path.join(nvme, sorted(files)[0])
+        os.unlink(deleted)
     try:
         text, _ = p.communicate(timeout=60)
     except subprocess.TimeoutExpired:
@@ -178,6 +186,22 @@ def swap_file_deleted(b, tmp, nvme):
           f"a deleted parameter swap file fails naming it: rc {p.returncode}, "
           f"{[line for line in text.splitlines() if 'deleted' in line][:1]}")
     check(os.listdir(nvme) == [], f"the other rank's swap files are removed too: {os.listdir(nvme)}")
+
+
+def stopped_by_sigterm(b, tmp, nvme):
+    # The launcher forwards SIGTERM to the workers, which die of it: their handler still removes the swap files.
+    out = os.path.join(tmp, "sigterm")
+    p = start(b, out, 2, config(out, 2, nvme, opt="nvme", steps=100000))
+    files = wait_for_training(p, out, nvme)
+    check(len(files) == 6, f"2 ranks x (parameters, exp_avg, exp_avg_sq) swap files while training: {files}")
+    p.send_signal(signal.SIGTERM)
+    try:
+        p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+    check(p.returncode != 0, f"a job stopped by SIGTERM exits non-zero: {p.returncode}")
+    check(os.listdir(nvme) == [], f"SIGTERM leaves no swap file: {os.listdir(nvme)}")
 
 
 def read_only(b, tmp):
@@ -214,6 +238,7 @@ def main():
         resume(b, tmp, nvme)
         bad_settings(b, tmp, nvme)
         swap_file_deleted(b, tmp, nvme)
+        stopped_by_sigterm(b, tmp, nvme)
         read_only(b, tmp)
     if failures:
         print("FAILED:\n" + "\n".join(failures))
