@@ -16,13 +16,14 @@ std::unique_ptr<ZeroEngine> make_zero_engine(const Config& cfg, GPT2& model, Pro
   if (pg.rank() == 0) {
     const auto& z = cfg.zero;
     if (z.offload_optimizer.device == OffloadDevice::Nvme)
-      spdlog::info("offload_optimizer: Adam state streams through swap files in {} in sub-groups of {} elements",
-                   z.offload_optimizer.nvme_path, z.sub_group_size);
+      spdlog::info("offload_optimizer: Adam state streams through swap files in {} in sub-groups of {} elements, "
+                   "{} buffer sets",
+                   z.offload_optimizer.nvme_path, z.sub_group_size, z.offload_optimizer.buffer_count);
     if (z.offload_param.device == OffloadDevice::Nvme)
       spdlog::info("offload_param: each rank's parameter partition ({}) lives in a swap file in {}; stage 3 reads "
                    "unit shards ahead along the recorded trace through {} buffers, at most {} elements in memory, "
-                   "and writes the updated partition back after each step (the fp32 master copy stays with the "
-                   "optimizer)",
+                   "and writes the updated partition back after each step (the fp32 master copy stays in host memory "
+                   "with the optimizer)",
                    working_precision(cfg) == WorkingPrecision::F32 ? "fp32" : "16-bit", z.offload_param.nvme_path,
                    z.offload_param.buffer_count, z.offload_param.max_in_cpu);
     if (z.offload_optimizer.device == OffloadDevice::Cpu)
