@@ -15,6 +15,10 @@ rounds=${6:-5}
 bench=$build/aio_bench
 py=/usr/bin/python3
 [[ -x $bench ]] || { echo "aio_bench.sh: $bench not built (make -C $build aio_bench)" >&2; exit 2; }
+if ! command -v fio >/dev/null && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+  echo "aio_bench.sh: installing fio (the reference) with apt-get"
+  apt-get install -y fio >/dev/null || { apt-get update >/dev/null && apt-get install -y fio >/dev/null; } || true
+fi
 command -v fio >/dev/null || { echo "aio_bench.sh: fio not installed (tools/install_deps.sh)" >&2; exit 2; }
 mkdir -p "$dir"
 fs=$(df -T "$dir" | awk 'NR==2 {print $2 " on " $1}')
