@@ -2,6 +2,7 @@
 #include "offload/io_file.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,16 +28,58 @@ std::set<std::string>& live_files() {
   return files;
 }
 
+// The live paths again, where a signal handler may read them: fixed slots, no allocation, no locks. A worker that
+// the launcher stops with SIGTERM (because another rank failed) removes its swap files this way.
+constexpr int kSignalSlots = 64;
+constexpr int kSlotFree = 0, kSlotWriting = 1, kSlotReady = 2;
+struct SignalSlot {
+  std::atomic<int> state{kSlotFree};
+  char path[4096];
+};
+SignalSlot g_signal_slots[kSignalSlots];
+
+void unlink_on_signal(int sig) {
+  for (SignalSlot& s : g_signal_slots)
+    if (s.state.load() == kSlotReady) ::unlink(s.path);
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
+// Only where nobody handles the signal already (a worker process; not the launcher or a test harness).
+void install_signal_cleanup() {
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
+    struct sigaction old {};
+    if (::sigaction(sig, nullptr, &old) != 0 || old.sa_handler != SIG_DFL) continue;
+    struct sigaction sa {};
+    sa.sa_handler = unlink_on_signal;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(sig, &sa, nullptr);
+  }
+}
+
 void register_file(const std::string& path) {
   static std::once_flag at_exit_once;
-  std::call_once(at_exit_once, [] { std::atexit(remove_live_swap_files); });
+  std::call_once(at_exit_once, [] {
+    std::atexit(remove_live_swap_files);
+    install_signal_cleanup();
+  });
   std::lock_guard<std::mutex> lock(registry_mutex());
   live_files().insert(path);
+  if (path.size() >= sizeof(SignalSlot::path)) return;
+  for (SignalSlot& s : g_signal_slots) {
+    int expected = kSlotFree;
+    if (!s.state.compare_exchange_strong(expected, kSlotWriting)) continue;
+    std::memcpy(s.path, path.c_str(), path.size() + 1);
+    s.state.store(kSlotReady);
+    return;
+  }
 }
 
 void unregister_file(const std::string& path) {
   std::lock_guard<std::mutex> lock(registry_mutex());
   live_files().erase(path);
+  for (SignalSlot& s : g_signal_slots)
+    if (s.state.load() == kSlotReady && path == s.path) s.state.store(kSlotFree);
 }
 
 std::string parent_dir(const std::string& path) {
@@ -51,6 +94,7 @@ void remove_live_swap_files() {
   std::lock_guard<std::mutex> lock(registry_mutex());
   for (const std::string& p : live_files()) ::unlink(p.c_str());
   live_files().clear();
+  for (SignalSlot& s : g_signal_slots) s.state.store(kSlotFree);
 }
 
 IoFile::IoFile(std::string path, bool try_direct, bool remove_on_close)

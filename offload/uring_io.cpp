@@ -1,6 +1,8 @@
 // The io_uring AIO backend: intra_op_parallelism rings, each driven by its own thread with up to queue_depth
 // transfers in flight. A request's chunks are dealt round-robin over the rings so one large read uses them all.
 #include <liburing.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
@@ -24,6 +26,16 @@ class UringWorker {
       throw RuntimeError(std::string("io_uring_queue_init(") + std::to_string(queue_depth) +
                          ") failed: " + std::strerror(-rc));
     }
+    // One eventfd wakes the worker for both reasons it waits: the kernel signals it on every completion
+    // (io_uring_register_eventfd) and push() on every new request. Waiting in io_uring_wait_cqe instead would
+    // leave a new request queued until some transfer in flight completes.
+    wake_fd_ = ::eventfd(0, EFD_CLOEXEC);
+    if (wake_fd_ < 0 || (rc = io_uring_register_eventfd(&ring_, wake_fd_)) < 0) {
+      const std::string why = wake_fd_ < 0 ? std::strerror(errno) : std::strerror(-rc);
+      if (wake_fd_ >= 0) ::close(wake_fd_);
+      io_uring_queue_exit(&ring_);
+      throw RuntimeError("io_uring completion eventfd: " + why);
+    }
     thread_ = std::thread([this] { run(); });
   }
 
@@ -32,9 +44,10 @@ class UringWorker {
       std::lock_guard<std::mutex> lock(mu_);
       stop_ = true;
     }
-    cv_.notify_one();
+    wake();
     thread_.join();
     if (ring_open_) io_uring_queue_exit(&ring_);
+    ::close(wake_fd_);
   }
 
   void push(std::unique_ptr<Chunk> chunk) {
@@ -46,7 +59,7 @@ class UringWorker {
       }
       incoming_.push_back(std::move(chunk));
     }
-    cv_.notify_one();
+    wake();
   }
 
  private:
@@ -73,27 +86,42 @@ class UringWorker {
     }
   }
 
+  void wake() {
+    const uint64_t one = 1;
+    while (::write(wake_fd_, &one, sizeof one) < 0 && errno == EINTR) {
+    }
+  }
+
+  // Blocks until a completion or a push (or a stop) happened since the counter was last read. The counter keeps
+  // what came in meanwhile, so no wake-up is lost; an extra one only costs a loop.
+  void sleep_until_woken() {
+    uint64_t count;
+    while (::read(wake_fd_, &count, sizeof count) < 0) {
+      if (errno != EINTR) throw RuntimeError(std::string("io_uring worker: read of its eventfd failed: ") +
+                                             std::strerror(errno));
+    }
+  }
+
   // Drains on stop: a chunk is never dropped, so every wait() returns.
   void drive() {
     for (;;) {
+      bool stop;
       {
-        std::unique_lock<std::mutex> lock(mu_);
-        if (in_flight_ == 0 && pending_.empty()) {
-          cv_.wait(lock, [&] { return stop_ || !incoming_.empty(); });
-          if (incoming_.empty()) return;  // stop requested and nothing left
-        }
+        std::lock_guard<std::mutex> lock(mu_);
+        stop = stop_;
         while (!incoming_.empty()) {
           pending_.push_back(std::move(incoming_.front()));
           incoming_.pop_front();
         }
       }
+      if (stop && in_flight_ == 0 && pending_.empty()) return;
       submit_pending();
-      if (in_flight_ == 0) continue;
-      if (overlap_events_) {
-        reap(/*wait_for_one=*/true);
-      } else {
+      if (!overlap_events_) {
         while (in_flight_ > 0) reap(true);
+        if (pending_.empty()) sleep_until_woken();
+        continue;
       }
+      if (reap(/*wait_for_one=*/false) == 0) sleep_until_woken();
     }
   }
 
@@ -139,7 +167,8 @@ class UringWorker {
     }
   }
 
-  void reap(bool wait_for_one) {
+  // Handles every completion there is (waiting for one first if asked); returns how many.
+  unsigned reap(bool wait_for_one) {
     io_uring_cqe* cqe = nullptr;
     if (wait_for_one) {
       int rc;
@@ -162,6 +191,7 @@ class UringWorker {
       }
     }
     io_uring_cq_advance(&ring_, seen);
+    return seen;
   }
 
   io_uring ring_{};
@@ -169,8 +199,8 @@ class UringWorker {
   bool single_submit_;
   bool overlap_events_;
   std::thread thread_;
+  int wake_fd_ = -1;
   std::mutex mu_;
-  std::condition_variable cv_;
   bool stop_ = false;
   bool ring_open_ = true;
   std::string broken_;                           // guarded by mu_; set once the ring failed

@@ -9,6 +9,7 @@
 #include "engine/base/error.h"
 #include "engine/config/deepspeed_keys.h"
 #include "engine/config/json_fields.h"
+#include "engine/config/memory_estimate.h"
 
 namespace zt {
 
@@ -142,7 +143,8 @@ void parse_offload_optimizer(const json& j, OffloadOptimizerConfig& o, ParseCont
   o.device = read_device(r);
   r.get_string("nvme_path", o.nvme_path);
   r.get_bool("pin_memory", o.pin_memory);
-  r.get_int("buffer_count", o.buffer_count, 1, kMax);
+  // Two buffer sets at least: the next sub-group is read while the current one is updated.
+  r.get_int("buffer_count", o.buffer_count, 2, kMax);
   r.get_bool("fast_init", o.fast_init);
   r.get_double("ratio", o.ratio, 0.0, 1.0);
   r.not_implemented("pipeline_read");
@@ -358,6 +360,14 @@ void check_cross_fields(Config& cfg, ParseContext& ctx) {
   if (z.offload_optimizer.ratio < 1.0 && z.stage != 3)
     config_fail(ctx, "zero_optimization.offload_optimizer.ratio: partial offloading (ratio < 1) needs "
                      "zero_optimization.stage 3 (found stage " + std::to_string(z.stage) + ")");
+  if (z.offload_param.device == OffloadDevice::Nvme && cfg.world_size > 0) {
+    try {
+      check_offload_param_buffers(z.offload_param, gpt2_largest_unit_shard(cfg.model, cfg.world_size),
+                                  cfg.world_size);
+    } catch (const ConfigError& e) {
+      config_fail(ctx, e.what());
+    }
+  }
   if (cfg.data.seq_len > cfg.model.block_size)
     config_fail(ctx, "data.seq_len: " + std::to_string(cfg.data.seq_len) + " is larger than model.block_size " +
                          std::to_string(cfg.model.block_size));
@@ -373,6 +383,18 @@ void check_cross_fields(Config& cfg, ParseContext& ctx) {
 }
 
 }  // namespace
+
+void check_offload_param_buffers(const OffloadParamConfig& o, int64_t largest_shard, int world_size) {
+  const std::string why = " is smaller than the largest parameter partition of a rank (" +
+                          std::to_string(largest_shard) + " elements of one layer unit at world size " +
+                          std::to_string(world_size) + "), which is read whole";
+  if (o.buffer_size < largest_shard)
+    throw ConfigError("zero_optimization.offload_param.buffer_size: " + std::to_string(o.buffer_size) + why +
+                      " into one buffer; raise it to at least " + std::to_string(largest_shard));
+  if (o.max_in_cpu < largest_shard)
+    throw ConfigError("zero_optimization.offload_param.max_in_cpu: " + std::to_string(o.max_in_cpu) + why +
+                      " into memory; raise it to at least " + std::to_string(largest_shard));
+}
 
 static Config parse_document(const json& doc, ParseContext& ctx) {
   Config cfg;

@@ -31,6 +31,12 @@ const std::vector<std::string>& model_preset_names();
 // Parses "a.b.c=value" and sets that path in doc (creating objects on the way); throws ConfigError.
 void apply_override(nlohmann::json& doc, const std::string& override_text);
 
+// offload_param.device = nvme: what must hold for the run to be possible at all, given the largest unit shard
+// (elements) of a rank's partition: buffer_size and max_in_cpu at least that shard (a shard is read whole into one
+// buffer). Throws ConfigError naming the key. The parser calls it when world_size is in the config; the stage-3
+// engine calls it again with the real partition before it creates any file.
+void check_offload_param_buffers(const OffloadParamConfig& o, int64_t largest_shard, int world_size);
+
 const char* offload_device_name(OffloadDevice d);
 const char* optimizer_type_name(OptimizerType t);
 const char* scheduler_type_name(SchedulerType t);

@@ -1,5 +1,6 @@
 #include "engine/config/memory_estimate.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -33,6 +34,17 @@ int64_t gpt2_param_count(const ModelConfig& model) {
                             + C * 4 * C + 4 * C     // mlp.c_fc
                             + 4 * C * C + C;        // mlp.c_proj
   return V * C + T * C + L * per_layer + 2 * C;
+}
+
+int64_t gpt2_largest_unit_numel(const ModelConfig& model) {
+  const int64_t C = model.n_embd, V = model.vocab_size, T = model.block_size;
+  const int64_t block = model.n_layer > 0 ? (gpt2_param_count(model) - V * C - T * C - 2 * C) / model.n_layer : 0;
+  return std::max({V * C + T * C, block, 2 * C});
+}
+
+int64_t gpt2_largest_unit_shard(const ModelConfig& model, int world_size) {
+  const int64_t align = 16 * static_cast<int64_t>(world_size);
+  return (gpt2_largest_unit_numel(model) + align - 1) / align * align / world_size;
 }
 
 static void place(ModelStateBytes& b, int64_t bytes, OffloadDevice where) {

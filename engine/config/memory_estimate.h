@@ -46,6 +46,10 @@ MemoryEstimateInput memory_estimate_input(const Config& cfg, int world_size);
 // wte V*C + wpe T*C + L * (ln_1 2C + c_attn C*3C+3C + attn.c_proj C*C+C + ln_2 2C + c_fc C*4C+4C + mlp.c_proj 4C*C+C)
 // + ln_f 2C.
 int64_t gpt2_param_count(const ModelConfig& model);
+// Elements of GPT-2's largest layer unit (the embeddings V*C + T*C, a block, or the final LayerNorm), and of the
+// largest unit shard at world_size ranks (padded to world_size * 16 elements, as PartitionMap does).
+int64_t gpt2_largest_unit_numel(const ModelConfig& model);
+int64_t gpt2_largest_unit_shard(const ModelConfig& model, int world_size);
 
 // Activation memory per rank for one micro-batch, from the model shape (Korthikanti et al., "Reducing Activation
 // Recomputation in Large Transformer Models", section 4.1): one transformer layer stores about

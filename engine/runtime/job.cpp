@@ -3,6 +3,7 @@
 #include "engine/runtime/job.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <thread>
@@ -27,10 +28,22 @@ int run_worker(const Config& cfg, const std::optional<WorkerEnv>& env) {
   if (cfg.world_size > 0 && cfg.world_size != dist.world_size && dist.rank == 0)
     spdlog::warn("config world_size is {} but the job has {} ranks; training with {}", cfg.world_size,
                  dist.world_size, dist.world_size);
-  Trainer trainer(cfg, *dist.group);
-  TrainSummary s = trainer.run();
-  if (dist.rank == 0 && !s.losses.empty())
-    spdlog::info("done: {} steps, loss {:.4f} -> {:.4f}", s.steps, s.losses.front(), s.losses.back());
+  // The error is printed while this rank's connections are still open: closing them first would make the other
+  // ranks fail with "connection closed" and the launcher stop this one before its own cause got out.
+  try {
+    Trainer trainer(cfg, *dist.group);
+    TrainSummary s = trainer.run();
+    if (dist.rank == 0 && !s.losses.empty())
+      spdlog::info("done: {} steps, loss {:.4f} -> {:.4f}", s.steps, s.losses.front(), s.losses.back());
+  } catch (const Error& e) {
+    std::fprintf(stderr, "zerotrain: error: %s\n", e.what());
+    std::fflush(stderr);
+    return e.exit_code();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "zerotrain: error: %s\n", e.what());
+    std::fflush(stderr);
+    return kExitRuntime;
+  }
   return kExitOk;
 }
 

@@ -36,19 +36,25 @@ NvmeOptimizerState::NvmeOptimizerState(const Config& cfg, size_t n, int rank)
                                          "rank" + std::to_string(rank) + "_exp_avg_sq")) {
   group_ = std::min(group_, (n_ + kAlignFloats - 1) / kAlignFloats * kAlignFloats);
   group_ = std::max(group_, kAlignFloats);
-  pool_ = std::make_unique<offload::PinnedBufferPool>(4, group_ * sizeof(float),
+  // More sets than sub-groups would only cost memory.
+  const size_t groups = std::max<size_t>(1, (n_ + group_ - 1) / group_);
+  const size_t count = std::min(static_cast<size_t>(std::max(cfg.zero.offload_optimizer.buffer_count, 2)),
+                                std::max<size_t>(groups, 2));
+  pool_ = std::make_unique<offload::PinnedBufferPool>(2 * count, group_ * sizeof(float),
                                                       cfg.zero.offload_optimizer.pin_memory);
-  for (int s = 0; s < 2; ++s) {
-    m_buf_[s] = static_cast<float*>(pool_->acquire());
-    v_buf_[s] = static_cast<float*>(pool_->acquire());
+  sets_.resize(count);
+  for (BufferSet& set : sets_) {
+    set.m = static_cast<float*>(pool_->acquire());
+    set.v = static_cast<float*>(pool_->acquire());
   }
   // Adam starts from zeros.
-  std::memset(m_buf_[0], 0, group_ * sizeof(float));
+  float* zeros = sets_[0].m;
+  std::memset(zeros, 0, group_ * sizeof(float));
   for (size_t at = 0; at < n_; at += group_) {
     const size_t len = std::min(group_, n_ - at);
     const int64_t off = static_cast<int64_t>(at * sizeof(float));
-    offload::IoHandle a = aio_->write(m_file_, m_buf_[0], len * sizeof(float), off);
-    offload::IoHandle b = aio_->write(v_file_, m_buf_[0], len * sizeof(float), off);
+    offload::IoHandle a = aio_->write(m_file_, zeros, len * sizeof(float), off);
+    offload::IoHandle b = aio_->write(v_file_, zeros, len * sizeof(float), off);
     aio_->wait(a);
     aio_->wait(b);
   }
@@ -77,34 +83,37 @@ void NvmeOptimizerState::wait(offload::IoHandle& h) {
 
 void NvmeOptimizerState::step(float* params, const float* grads, const std::vector<DecayRange>& ranges,
                               const offload::CpuAdamHyper& hyper, int64_t step) {
-  const size_t groups = (n_ + group_ - 1) / group_;
-  offload::IoHandle rm[2] = {kNone, kNone}, rv[2] = {kNone, kNone}, wm[2] = {kNone, kNone}, wv[2] = {kNone, kNone};
+  const size_t groups = (n_ + group_ - 1) / group_, k = sets_.size();
+  // Reads run this many sub-groups ahead of the update; with k >= 3 one set is left for the previous write-back.
+  const size_t ahead = std::max<size_t>(1, k - 2);
   auto bytes_of = [&](size_t g) { return std::min(group_, n_ - g * group_) * sizeof(float); };
   auto offset_of = [&](size_t g) { return static_cast<int64_t>(g * group_ * sizeof(float)); };
-  auto issue_reads = [&](size_t g, int s) {
-    rm[s] = aio_->read(m_file_, m_buf_[s], bytes_of(g), offset_of(g));
-    rv[s] = aio_->read(v_file_, v_buf_[s], bytes_of(g), offset_of(g));
-  };
-  if (groups > 0) issue_reads(0, 0);
+  events_.clear();
+  size_t next_read = 0;
   for (size_t g = 0; g < groups; ++g) {
-    const int s = static_cast<int>(g % 2), t = 1 - s;
-    wait(rm[s]);
-    wait(rv[s]);
-    if (g + 1 < groups) {
-      // The other set's write-back must land before its buffers are read into again.
-      wait(wm[t]);
-      wait(wv[t]);
-      issue_reads(g + 1, t);
+    for (; next_read < groups && next_read <= g + ahead; ++next_read) {
+      BufferSet& set = sets_[next_read % k];
+      // The set's previous sub-group must be written back before it is read into again.
+      wait(set.write_m);
+      wait(set.write_v);
+      set.read_m = aio_->read(m_file_, set.m, bytes_of(next_read), offset_of(next_read));
+      set.read_v = aio_->read(v_file_, set.v, bytes_of(next_read), offset_of(next_read));
+      events_.push_back({PipelineEvent::ReadIssued, next_read, next_read % k});
     }
+    BufferSet& set = sets_[g % k];
+    wait(set.read_m);
+    wait(set.read_v);
+    events_.push_back({PipelineEvent::UpdateBegin, g, g % k});
     const size_t begin = g * group_, len = bytes_of(g) / sizeof(float);
-    offload::cpu_adam_step(params + begin, grads + begin, m_buf_[s], v_buf_[s], len, hyper, step,
+    offload::cpu_adam_step(params + begin, grads + begin, set.m, set.v, len, hyper, step,
                            slice_ranges(ranges, begin, len));
-    wm[s] = aio_->write(m_file_, m_buf_[s], len * sizeof(float), offset_of(g));
-    wv[s] = aio_->write(v_file_, v_buf_[s], len * sizeof(float), offset_of(g));
+    set.write_m = aio_->write(m_file_, set.m, len * sizeof(float), offset_of(g));
+    set.write_v = aio_->write(v_file_, set.v, len * sizeof(float), offset_of(g));
+    events_.push_back({PipelineEvent::WriteIssued, g, g % k});
   }
-  for (int s = 0; s < 2; ++s) {
-    wait(wm[s]);
-    wait(wv[s]);
+  for (BufferSet& set : sets_) {
+    wait(set.write_m);
+    wait(set.write_v);
   }
 }
 
@@ -112,9 +121,9 @@ void NvmeOptimizerState::read_state(const std::string& name, float* out) {
   offload::IoFile& f = file(name);
   for (size_t at = 0; at < n_; at += group_) {
     const size_t len = std::min(group_, n_ - at);
-    offload::IoHandle h = aio_->read(f, m_buf_[0], len * sizeof(float), static_cast<int64_t>(at * sizeof(float)));
+    offload::IoHandle h = aio_->read(f, sets_[0].m, len * sizeof(float), static_cast<int64_t>(at * sizeof(float)));
     aio_->wait(h);
-    std::memcpy(out + at, m_buf_[0], len * sizeof(float));
+    std::memcpy(out + at, sets_[0].m, len * sizeof(float));
   }
 }
 
@@ -122,8 +131,8 @@ void NvmeOptimizerState::write_state(const std::string& name, const float* in) {
   offload::IoFile& f = file(name);
   for (size_t at = 0; at < n_; at += group_) {
     const size_t len = std::min(group_, n_ - at);
-    std::memcpy(m_buf_[0], in + at, len * sizeof(float));
-    offload::IoHandle h = aio_->write(f, m_buf_[0], len * sizeof(float), static_cast<int64_t>(at * sizeof(float)));
+    std::memcpy(sets_[0].m, in + at, len * sizeof(float));
+    offload::IoHandle h = aio_->write(f, sets_[0].m, len * sizeof(float), static_cast<int64_t>(at * sizeof(float)));
     aio_->wait(h);
   }
 }

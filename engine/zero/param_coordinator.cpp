@@ -13,8 +13,9 @@ constexpr size_t kMaxEvents = 1 << 16;  // enough for tests; the log stops growi
 }
 
 ParamCoordinator::ParamCoordinator(const PartitionMap& map, ProcessGroup& pg, const ZeroConfig& cfg,
-                                   const void* partition, WorkingPrecision precision)
-    : map_(map), pg_(pg), cfg_(cfg), partition_(partition), precision_(precision), units_(map.units().size()),
+                                   const void* partition, WorkingPrecision precision, ParamSwapper* swapper)
+    : map_(map), pg_(pg), cfg_(cfg), partition_(partition), precision_(precision), swapper_(swapper),
+      units_(map.units().size()),
       persistent_(map.units().size(), false) {
   for (size_t u = 0; u < units_.size(); ++u)
     persistent_[u] = static_cast<int64_t>(map.units()[u].numel) < cfg.stage3_param_persistence_threshold;
@@ -31,32 +32,56 @@ ParamCoordinator::~ParamCoordinator() {
   }
 }
 
+// This rank's shard of the unit: in the partition, or pinned in a swapper buffer until the gather completes.
+const void* ParamCoordinator::shard_source(int unit) {
+  const UnitShard& sh = map_.units()[static_cast<size_t>(unit)];
+  if (!swapper_) {
+    if (is_mixed(precision_)) return static_cast<const uint16_t*>(partition_) + sh.local_offset;
+    return static_cast<const float*>(partition_) + sh.local_offset;
+  }
+  // Buffers held by prefetches in flight come back when those gathers complete (lowest unit first; the choice
+  // depends only on state, so every rank completes the same ones).
+  for (size_t u = 0; u < units_.size() && !swapper_->can_acquire(unit); ++u)
+    if (units_[u].shard_pinned) complete(static_cast<int>(u));
+  const void* shard = swapper_->acquire(unit);
+  units_[static_cast<size_t>(unit)].shard_pinned = true;
+  return shard;
+}
+
 void ParamCoordinator::gather(int unit, bool async) {
   UnitState& s = units_[static_cast<size_t>(unit)];
   const UnitShard& sh = map_.units()[static_cast<size_t>(unit)];
+  const void* src = shard_source(unit);
   s.buffer = pool_.acquire(sh.padded, false);
   live_ += sh.padded;
   peak_live_ = std::max(peak_live_, live_);
   if (is_mixed(precision_)) {
     // 16-bit values land in the upper half of the fp32 buffer and are widened in place after the gather: element i
     // (bytes 4i..4i+3) is written only after every 16-bit value at or before it (bytes >= 2*padded + 2i) was read.
-    const uint16_t* src = static_cast<const uint16_t*>(partition_) + sh.local_offset;
     uint16_t* dst = reinterpret_cast<uint16_t*>(s.buffer) + sh.padded;
     s.pending = pg_.allgather_async(src, dst, sh.shard, wire_dtype(precision_));
     s.narrow = true;
   } else {
-    s.pending = pg_.allgather_async(static_cast<const float*>(partition_) + sh.local_offset, s.buffer, sh.shard,
-                                    DType::F32);
+    s.pending = pg_.allgather_async(src, s.buffer, sh.shard, DType::F32);
   }
   if (!async) complete(unit);
 }
 
-void ParamCoordinator::complete(int unit) {
-  UnitState& s = units_[static_cast<size_t>(unit)];
+// The gather's collective is done: its source shard may go back to the swapper.
+void ParamCoordinator::finish_gather(UnitState& s, int unit) {
   if (s.pending) {
     s.pending->wait();
     s.pending.reset();
   }
+  if (s.shard_pinned) {
+    s.shard_pinned = false;
+    swapper_->unpin(unit);
+  }
+}
+
+void ParamCoordinator::complete(int unit) {
+  UnitState& s = units_[static_cast<size_t>(unit)];
+  finish_gather(s, unit);
   if (s.narrow) {
     const size_t padded = map_.units()[static_cast<size_t>(unit)].padded;
     // Byte copies: the same memory is read as 16-bit and written as 32-bit values, which only char access may do.
@@ -74,10 +99,7 @@ void ParamCoordinator::complete(int unit) {
 void ParamCoordinator::drop(int unit) {
   UnitState& s = units_[static_cast<size_t>(unit)];
   if (!s.buffer) return;
-  if (s.pending) {
-    s.pending->wait();
-    s.pending.reset();
-  }
+  finish_gather(s, unit);
   s.narrow = false;
   pool_.release(s.buffer);
   s.buffer = nullptr;
@@ -102,8 +124,20 @@ float* ParamCoordinator::fetch(int unit) {
   complete(unit);
   s.in_use = true;
   if (record_events_ && events_.size() < kMaxEvents) events_.push_back({hit ? CoordinatorEvent::Hit : CoordinatorEvent::Fetch, unit});
-  if (trace_frozen_ && on_trace_) prefetch_after(pos);
+  if (trace_frozen_ && on_trace_) {
+    prefetch_after(pos);
+    read_ahead_from(pos + 1);
+  }
   return s.buffer;
+}
+
+void ParamCoordinator::read_ahead_from(size_t pos) {
+  if (!swapper_) return;
+  for (size_t j = pos; j < trace_.size(); ++j) {
+    const int v = trace_[j];
+    if (units_[static_cast<size_t>(v)].buffer) continue;  // gathered or being gathered
+    if (!swapper_->read_ahead(v)) break;
+  }
 }
 
 void ParamCoordinator::prefetch_after(size_t pos) {
@@ -149,10 +183,15 @@ void ParamCoordinator::release(int unit) {
 void ParamCoordinator::begin_step() {
   cursor_ = 0;
   on_trace_ = trace_frozen_;
+  if (on_trace_) read_ahead_from(0);
+}
+
+void ParamCoordinator::drop_all() {
+  for (size_t u = 0; u < units_.size(); ++u) drop(static_cast<int>(u));
 }
 
 void ParamCoordinator::end_step() {
-  for (size_t u = 0; u < units_.size(); ++u) drop(static_cast<int>(u));
+  drop_all();
   if (!trace_.empty()) trace_frozen_ = true;
   for (size_t u = 0; u < units_.size(); ++u)
     if (persistent_[u]) gather(static_cast<int>(u), false);

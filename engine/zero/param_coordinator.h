@@ -5,6 +5,9 @@
 // stage3_max_live_parameters gathered elements (the unit needed right now is always fetched, hence "plus one
 // unit"), and keep a released unit when the trace uses it again within stage3_max_reuse_distance elements.
 // Units smaller than stage3_param_persistence_threshold elements stay gathered for the whole run.
+// With a ParamSwapper (offload_param.device = nvme) the shards come from the swap file instead of the in-memory
+// partition: each fetch also starts reading the shards of the units that follow on the trace, as far as the
+// swapper's buffers and max_in_cpu allow.
 #include <cstddef>
 #include <memory>
 #include <vector>
@@ -12,6 +15,7 @@
 #include "engine/comm/process_group.h"
 #include "engine/config/config.h"
 #include "engine/zero/mixed_precision.h"
+#include "engine/zero/param_swapper.h"
 #include "engine/zero/partition_map.h"
 #include "engine/zero/unit_buffer_pool.h"
 
@@ -26,8 +30,9 @@ class ParamCoordinator {
  public:
   // partition: this rank's parameter partition in working precision (read at every gather; updated between steps):
   // floats for F32, 16-bit values for BF16/F16 (gathered in 16 bits, then widened for the model).
+  // swapper (may be null): where the shards are read from instead of partition (then unused).
   ParamCoordinator(const PartitionMap& map, ProcessGroup& pg, const ZeroConfig& cfg, const void* partition,
-                   WorkingPrecision precision);
+                   WorkingPrecision precision, ParamSwapper* swapper = nullptr);
   ~ParamCoordinator();
 
   // Full parameters of the unit (map.units()[u].padded floats; the first numel are real), gathered if needed.
@@ -36,6 +41,8 @@ class ParamCoordinator {
   void release(int unit);
   // A new step starts: follow the trace from its beginning.
   void begin_step();
+  // Drops every gathered unit (and the swapper's pins on their shards).
+  void drop_all();
   // The optimizer changed the partition: every gathered copy is stale. Drops them (persistent units are gathered
   // again at once) and freezes the trace recorded in the first step.
   void end_step();
@@ -53,11 +60,15 @@ class ParamCoordinator {
     std::shared_ptr<Work> pending;  // an all-gather in flight (prefetch)
     bool in_use = false;
     bool narrow = false;  // holds 16-bit values in its upper half until widened
+    bool shard_pinned = false;  // the swapper's buffer is the all-gather's source until it completes
   };
   void gather(int unit, bool async);
   void complete(int unit);
   void drop(int unit);
   void prefetch_after(size_t pos);
+  void read_ahead_from(size_t pos);
+  const void* shard_source(int unit);
+  void finish_gather(UnitState& s, int unit);
   bool keep_for_reuse(int unit, size_t pos) const;
 
   const PartitionMap& map_;
@@ -65,6 +76,7 @@ class ParamCoordinator {
   ZeroConfig cfg_;
   const void* partition_;
   WorkingPrecision precision_;
+  ParamSwapper* swapper_;
   UnitBufferPool pool_;
   std::vector<UnitState> units_;
   std::vector<bool> persistent_;

@@ -8,6 +8,7 @@
 #include "engine/zero/gradient_bucketer.h"
 #include "engine/zero/owned_partition.h"
 #include "engine/zero/param_coordinator.h"
+#include "engine/zero/param_swapper.h"
 #include "engine/zero/unit_buffer_pool.h"
 #include "engine/zero/zero_engine.h"
 
@@ -25,13 +26,17 @@ class Stage3Engine : public ZeroEngine, private UnitHooks {
                   cfg.zero.overlap_comm),
         unit_grads_(static_cast<size_t>(model.num_units()), nullptr) {
     model_.release_own_buffers();  // from here on the model sees parameters only through the hooks
-    // fp32: the coordinator gathers straight from the master partition; bf16/fp16: from a 16-bit copy of it.
+    // fp32: the coordinator gathers straight from the master partition; bf16/fp16: from a 16-bit copy of it;
+    // offload_param nvme: from that working-precision partition in a swap file, which replaces the 16-bit copy.
     const void* working = owned_.master();
-    if (is_mixed(precision_)) {
+    if (cfg.zero.offload_param.device == OffloadDevice::Nvme) {
+      swapper_ = std::make_unique<ParamSwapper>(owned_.map(), cfg, pg.rank(), precision_);
+    } else if (is_mixed(precision_)) {
       working_.resize(owned_.size());
       working = working_.data();
     }
-    coordinator_ = std::make_unique<ParamCoordinator>(owned_.map(), pg, cfg.zero, working, precision_);
+    coordinator_ =
+        std::make_unique<ParamCoordinator>(owned_.map(), pg, cfg.zero, working, precision_, swapper_.get());
     publish_master();  // gathers the persistent units
     model_.set_hooks(this);
   }
@@ -52,6 +57,11 @@ class Stage3Engine : public ZeroEngine, private UnitHooks {
     } else {
       coordinator_->end_step();  // skipped: weights unchanged, but the step's gathers end here
     }
+    if (swapper_) {
+      // Parameter reads waited on during forward and backward, and this step's write-back.
+      r.io_wait_s += swapper_->io_wait_seconds() - param_io_wait_s_;
+      param_io_wait_s_ = swapper_->io_wait_seconds();
+    }
     return r;
   }
 
@@ -59,9 +69,11 @@ class Stage3Engine : public ZeroEngine, private UnitHooks {
     MemoryStats m;
     const bool mixed = is_mixed(precision_);
     // fp32: the partition is the master copy itself; mixed: a 16-bit working partition plus the fp32 master.
-    m.param_bytes = owned_.size() * (mixed ? sizeof(uint16_t) : sizeof(float));
+    // offload_param nvme: the working partition is on disk and only the swapper's buffers are in memory; the fp32
+    // master stays with the optimizer.
+    m.param_bytes = swapper_ ? swapper_->buffer_bytes() : owned_.size() * (mixed ? sizeof(uint16_t) : sizeof(float));
     m.grad_bytes = owned_.size() * sizeof(float);
-    m.optimizer_bytes = mixed ? owned_.optimizer_bytes() : owned_.optimizer_state_bytes();
+    m.optimizer_bytes = mixed || swapper_ ? owned_.optimizer_bytes() : owned_.optimizer_state_bytes();
     m.comm_bytes = bucketer_.comm_bytes() + coordinator_->pool_peak_bytes() + grad_pool_.peak_bytes_in_use();
     return m;
   }
@@ -83,9 +95,14 @@ class Stage3Engine : public ZeroEngine, private UnitHooks {
   const ParamCoordinator& coordinator() const { return *coordinator_; }
 
  private:
-  // The master partition changed: refresh the 16-bit copy and drop every stale gathered unit.
+  // The master partition changed: drop every stale gathered unit, refresh the working copy (the 16-bit one, or the
+  // swap file) and gather the persistent units again.
   void publish_master() {
-    if (is_mixed(precision_)) to_working_bits(owned_.master(), working_.data(), owned_.size(), precision_);
+    coordinator_->drop_all();
+    if (swapper_)
+      swapper_->write_partition(owned_.master());
+    else if (is_mixed(precision_))
+      to_working_bits(owned_.master(), working_.data(), owned_.size(), precision_);
     coordinator_->end_step();
   }
 
@@ -114,6 +131,8 @@ class Stage3Engine : public ZeroEngine, private UnitHooks {
   OwnedPartition owned_;
   GradientBucketer bucketer_;
   std::vector<uint16_t> working_;  // bf16/fp16 copy of the master partition that the coordinator gathers
+  std::unique_ptr<ParamSwapper> swapper_;  // offload_param nvme: the working partition's swap file
+  double param_io_wait_s_ = 0.0;           // swapper wait already reported
   std::unique_ptr<ParamCoordinator> coordinator_;
   UnitBufferPool grad_pool_;
   std::vector<float*> unit_grads_;

@@ -2,6 +2,7 @@
 
 #include "engine/base/error.h"
 #include "engine/base/logging.h"
+#include "engine/zero/mixed_precision.h"
 #include "offload/cpu_adam.h"
 
 namespace zt {
@@ -11,15 +12,20 @@ std::unique_ptr<ZeroEngine> make_partitioned_engine(const Config& cfg, GPT2& mod
 std::unique_ptr<ZeroEngine> make_stage3_engine(const Config& cfg, GPT2& model, ProcessGroup& pg);
 
 std::unique_ptr<ZeroEngine> make_zero_engine(const Config& cfg, GPT2& model, ProcessGroup& pg) {
-  // Said out loud until the offload engine is wired in: never silently ignored.
+  // What offloading does on this run, said once.
   if (pg.rank() == 0) {
     const auto& z = cfg.zero;
     if (z.offload_optimizer.device == OffloadDevice::Nvme)
-      spdlog::info("offload_optimizer: Adam state streams through swap files in {} in sub-groups of {} elements",
-                   z.offload_optimizer.nvme_path, z.sub_group_size);
+      spdlog::info("offload_optimizer: Adam state streams through swap files in {} in sub-groups of {} elements, "
+                   "{} buffer sets",
+                   z.offload_optimizer.nvme_path, z.sub_group_size, z.offload_optimizer.buffer_count);
     if (z.offload_param.device == OffloadDevice::Nvme)
-      spdlog::warn("zero_optimization.offload_param.device=nvme is accepted but not implemented yet: partitioned "
-                   "parameters stay in host memory");
+      spdlog::info("offload_param: each rank's parameter partition ({}) lives in a swap file in {}; stage 3 reads "
+                   "unit shards ahead along the recorded trace through {} buffers, at most {} elements in memory, "
+                   "and writes the updated partition back after each step (the fp32 master copy stays in host memory "
+                   "with the optimizer)",
+                   working_precision(cfg) == WorkingPrecision::F32 ? "fp32" : "16-bit", z.offload_param.nvme_path,
+                   z.offload_param.buffer_count, z.offload_param.max_in_cpu);
     if (z.offload_optimizer.device == OffloadDevice::Cpu)
       spdlog::info("offload_optimizer to cpu: the step runs in the vectorised CPU Adam ({})",
                    offload::cpu_isa_name(offload::cpu_adam_isa()));

@@ -38,7 +38,8 @@ TEST(ShippedConfigs, StagesAndOffloadAreWhatTheNamesSay) {
   EXPECT_EQ(cpu.zero.offload_param.device, OffloadDevice::Cpu);
   Config nvme = parse_config_file(dir + "ds_zero_stage_3_offload_nvme.json");
   EXPECT_EQ(nvme.zero.offload_optimizer.device, OffloadDevice::Nvme);
-  EXPECT_EQ(nvme.zero.offload_param.nvme_path, "/tmp/zerotrain_nvme");
+  EXPECT_EQ(nvme.zero.offload_param.device, OffloadDevice::Nvme);
+  EXPECT_EQ(nvme.zero.offload_param.nvme_path, "/var/tmp");
   Config tiny = parse_config_file(dir + "tiny_cpu.json");
   EXPECT_FALSE(tiny.model_defaulted);
   EXPECT_EQ(tiny.model.preset, "gpt2-tiny");
