@@ -74,6 +74,25 @@ __global__ void residual_backward_kernel(T* da, T* db, const T* dout, size_t n) 
   db[i] = store_as<T>(load_f32(db[i]) + d);
 }
 
+constexpr int kColumns = 32, kRowLanes = 8;
+
+// Block (kColumns, kRowLanes): lane y sums rows y, y + kRowLanes, ... of its column, then the lanes are added in
+// lane order.
+template <typename T>
+__global__ void bias_backward_kernel(T* dbias, const T* dout, int N, int OC) {
+  __shared__ float part[kRowLanes][kColumns];
+  const int c = blockIdx.x * kColumns + threadIdx.x;
+  float s = 0.0f;
+  if (c < OC)
+    for (int n = threadIdx.y; n < N; n += kRowLanes) s += load_f32(dout[(size_t)n * OC + c]);
+  part[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y != 0 || c >= OC) return;
+  float total = 0.0f;
+  for (int y = 0; y < kRowLanes; y++) total += part[y][threadIdx.x];
+  dbias[c] = store_as<T>(load_f32(dbias[c]) + total);
+}
+
 template <typename Dst, typename Src>
 __global__ void cast_kernel(Dst* out, const Src* in, size_t n) {
   const size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
@@ -129,6 +148,13 @@ void residual_backward(T* dinp1, T* dinp2, const T* dout, size_t n, cudaStream_t
   ZT_CUDA_CHECK_LAUNCH("residual_backward_kernel");
 }
 
+template <typename T>
+void bias_backward(T* dbias, const T* dout, int N, int OC, cudaStream_t stream) {
+  if (N == 0 || OC == 0) return;
+  bias_backward_kernel<<<grid_for(OC, kColumns), dim3(kColumns, kRowLanes), 0, stream>>>(dbias, dout, N, OC);
+  ZT_CUDA_CHECK_LAUNCH("bias_backward_kernel");
+}
+
 template <typename Dst, typename Src>
 void cast(Dst* out, const Src* in, size_t n, cudaStream_t stream) {
   if (n == 0) return;
@@ -143,6 +169,7 @@ void cast(Dst* out, const Src* in, size_t n, cudaStream_t stream) {
   template void gelu_backward<T>(T*, const T*, const T*, size_t, cudaStream_t);                                \
   template void residual_forward<T>(T*, const T*, const T*, size_t, cudaStream_t);                             \
   template void residual_backward<T>(T*, T*, const T*, size_t, cudaStream_t);                                  \
+  template void bias_backward<T>(T*, const T*, int, int, cudaStream_t);                                         \
   template void cast<T, float>(T*, const float*, size_t, cudaStream_t);
 ZT_FOR_STORAGE_TYPES(ZT_INSTANTIATE)
 #undef ZT_INSTANTIATE

@@ -33,6 +33,10 @@ void residual_forward(T* out, const T* inp1, const T* inp2, size_t n, cudaStream
 template <typename T>
 void residual_backward(T* dinp1, T* dinp2, const T* dout, size_t n, cudaStream_t stream = nullptr);
 
+// The bias gradient of a matmul: ACCUMULATES (+=) the column sums of dout [N,OC] into dbias [OC], in a fixed order.
+template <typename T>
+void bias_backward(T* dbias, const T* dout, int N, int OC, cudaStream_t stream = nullptr);
+
 // Round-to-nearest-even conversions, instantiated for float -> bf16/fp16, bf16/fp16 -> float and float -> float.
 template <typename Dst, typename Src>
 void cast(Dst* out, const Src* in, size_t n, cudaStream_t stream = nullptr);

@@ -89,7 +89,8 @@ void MatmulLt::gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha
                     cudaStream_t stream) {
   if (M <= 0 || N <= 0) return;
   const bool wants_bias = epilogue == MatmulEpilogue::kBias || epilogue == MatmulEpilogue::kBiasGelu;
-  if (wants_bias && !bias) throw RuntimeError("matmul: a bias epilogue without a bias, " + shape_text(M, N, K, trans_a, trans_b));
+  if (wants_bias && !bias)
+    throw RuntimeError("matmul: a bias epilogue without a bias, " + shape_text(M, N, K, trans_a, trans_b));
   const bool aux = pre_gelu != nullptr;
   if (aux && epilogue != MatmulEpilogue::kGelu && epilogue != MatmulEpilogue::kBiasGelu)
     throw RuntimeError("matmul: pre_gelu given without a GELU epilogue");
