@@ -12,13 +12,21 @@ constexpr int kRowBlock = 128;     // threads per (b, h, t) row of the reference
 constexpr int kFlashQueries = 64;  // queries per block of the flash forward, one per thread
 constexpr int kFlashKeys = 64;     // keys per shared-memory tile
 
-// Where (b, h)'s rows start: qkv row t of the head is base + t * 3C (q), + C (k), + 2C (v).
+// The (batch, head) of a block (blockIdx.z, blockIdx.y in every kernel here) and where its data starts: qkv row t of
+// the head is at qkv_offset + t * 3C (q), + C (k), + 2C (v).
 struct HeadView {
+  int b, h, hd, C3;
+  float scale;        // 1 / sqrt(head dim)
   size_t qkv_offset;  // into qkv / dqkv
   size_t square;      // into [B,NH,T,T] buffers
   size_t row;         // into [B,NH,T] buffers
-  __device__ HeadView(int b, int h, int T_, int C, int NH)
-      : qkv_offset((size_t)b * T_ * 3 * C + (size_t)h * (C / NH)),
+  __device__ HeadView(int T_, int C, int NH)
+      : b(blockIdx.z),
+        h(blockIdx.y),
+        hd(C / NH),
+        C3(3 * C),
+        scale(1.0f / sqrtf((float)(C / NH))),
+        qkv_offset((size_t)b * T_ * 3 * C + (size_t)h * (C / NH)),
         square(((size_t)b * NH + h) * T_ * T_),
         row(((size_t)b * NH + h) * T_) {}
 };
@@ -33,10 +41,10 @@ __device__ float dot_head(const T* a, const T* b, int hd) {
 // Grid (T, NH, B): one block per query row; scores, softmax and the weighted sum of values.
 template <typename T>
 __global__ void attention_forward_kernel(T* out, float* att, const T* qkv, int T_, int C, int NH) {
-  const int t = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
-  const int hd = C / NH, C3 = 3 * C;
-  const float scale = 1.0f / sqrtf((float)hd);
-  const HeadView view(b, h, T_, C, NH);
+  const int t = blockIdx.x;
+  const HeadView view(T_, C, NH);
+  const int hd = view.hd, C3 = view.C3, b = view.b, h = view.h;
+  const float scale = view.scale;
   const T* base = qkv + view.qkv_offset;
   const T* q = base + (size_t)t * C3;
   float* row = att + view.square + (size_t)t * T_;
@@ -71,11 +79,10 @@ __global__ void __launch_bounds__(kFlashQueries) flash_forward_kernel(T* out, fl
                                                                       int NH) {
   __shared__ float ks[kFlashKeys][HD];
   __shared__ float vs[kFlashKeys][HD];
-  const int h = blockIdx.y, b = blockIdx.z;
   const int q0 = blockIdx.x * kFlashQueries, t = q0 + threadIdx.x;
-  const int C3 = 3 * C;
-  const float scale = 1.0f / sqrtf((float)HD);
-  const HeadView view(b, h, T_, C, NH);
+  const HeadView view(T_, C, NH);
+  const int C3 = view.C3, b = view.b, h = view.h;
+  const float scale = view.scale;
   const T* base = qkv + view.qkv_offset;
   float q[HD], o[HD];
 #pragma unroll
@@ -128,10 +135,10 @@ __global__ void __launch_bounds__(kFlashQueries) flash_forward_kernel(T* out, fl
 template <typename T, bool kRecompute>
 __global__ void attention_backward_rows_kernel(T* dqkv, float* dscore, float* probs_out, const T* dout, const T* qkv,
                                                const float* att, const float* lse, int T_, int C, int NH) {
-  const int t = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
-  const int hd = C / NH, C3 = 3 * C;
-  const float scale = 1.0f / sqrtf((float)hd);
-  const HeadView view(b, h, T_, C, NH);
+  const int t = blockIdx.x;
+  const HeadView view(T_, C, NH);
+  const int hd = view.hd, C3 = view.C3, b = view.b, h = view.h;
+  const float scale = view.scale;
   const T* base = qkv + view.qkv_offset;
   const T* q = base + (size_t)t * C3;
   const T* dy = dout + ((size_t)b * T_ + t) * C + (size_t)h * hd;
@@ -166,9 +173,9 @@ __global__ void attention_backward_rows_kernel(T* dqkv, float* dscore, float* pr
 template <typename T>
 __global__ void attention_backward_keys_kernel(T* dqkv, const float* dscore, const float* probs, const T* dout,
                                                const T* qkv, int T_, int C, int NH) {
-  const int t2 = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
-  const int hd = C / NH, C3 = 3 * C;
-  const HeadView view(b, h, T_, C, NH);
+  const int t2 = blockIdx.x;
+  const HeadView view(T_, C, NH);
+  const int hd = view.hd, C3 = view.C3, b = view.b, h = view.h;
   const T* base = qkv + view.qkv_offset;
   const T* dy = dout + (size_t)b * T_ * C + (size_t)h * hd;
   T* d = dqkv + view.qkv_offset + (size_t)t2 * C3;
