@@ -53,3 +53,34 @@ TEST(Gpt2Cuda, MatchesCpuModelFlashAttention) {
 }
 
 }  // namespace
+
+namespace {
+
+// The layout is checked before any device resource is taken: these run without a GPU.
+TEST(Gpt2CudaArgs, RejectsALayoutThatIsNotTheModels) {
+  const zt::ModelDims d{2, 2, 64, 97, 96};
+  zt::GPT2 cpu(d, false);
+  auto layout = cpu.params();
+  layout[2 + 12 + 4].name = "transformer.h.1.attn.c_attn.weight";  // where block 1's attn.c_proj.weight belongs
+  try {
+    zt::cuda::GPT2Cuda gpu(d, layout, false);
+    FAIL() << "a shuffled layout was accepted";
+  } catch (const zt::RuntimeError& e) {
+    EXPECT_NE(std::string(e.what()).find("attn.c_proj.weight"), std::string::npos) << e.what();
+  }
+  const zt::ModelDims three_layers{3, 2, 64, 97, 96};
+  EXPECT_THROW(zt::cuda::GPT2Cuda(three_layers, cpu.params(), false), zt::RuntimeError);
+}
+
+TEST(Gpt2CudaArgs, RejectsFlashForAnUnsupportedHeadDim) {
+  const zt::ModelDims d{1, 1, 48, 97, 16};  // head dim 48
+  zt::GPT2 cpu(d, false);
+  try {
+    zt::cuda::GPT2Cuda gpu(d, cpu.params(), true);
+    FAIL() << "head dim 48 accepted for flash attention";
+  } catch (const zt::RuntimeError& e) {
+    EXPECT_NE(std::string(e.what()).find("48"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace

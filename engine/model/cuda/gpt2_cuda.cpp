@@ -26,6 +26,29 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+size_t block_param_index(int layer, int which) { return 2 + (size_t)layer * kNumBlockParams + which; }
+
+// Checked before any device resource is taken, so a wrong layout fails the same with or without a GPU.
+void check_layout(const ModelDims& dims, const std::vector<ParamInfo>& layout, bool flash_attention) {
+  const size_t expected = block_param_index(dims.n_layer, 0) + 2;
+  if (layout.size() != expected)
+    throw RuntimeError("GPT2Cuda: the layout has " + std::to_string(layout.size()) + " parameters, the dims need " +
+                       std::to_string(expected));
+  auto expect_name = [&](size_t i, const char* suffix) {
+    if (!ends_with(layout[i].name, suffix))
+      throw RuntimeError("GPT2Cuda: parameter " + std::to_string(i) + " of the layout is " + layout[i].name +
+                         ", expected ..." + suffix);
+  };
+  expect_name(0, "wte.weight");
+  expect_name(1, "wpe.weight");
+  for (int l = 0; l < dims.n_layer; l++)
+    for (int w = 0; w < kNumBlockParams; w++) expect_name(block_param_index(l, w), kBlockParamSuffix[w]);
+  expect_name(layout.size() - 2, "ln_f.weight");
+  if (flash_attention && !flash_attention_supports(dims.n_embd / dims.n_head))
+    throw RuntimeError("GPT2Cuda: flash attention does not support head dim " +
+                       std::to_string(dims.n_embd / dims.n_head));
+}
+
 struct BlockActs {
   float *ln1, *ln1_mean, *ln1_rstd, *qkv, *atty, *att_or_lse, *residual2, *ln2, *ln2_mean, *ln2_rstd, *fch,
       *fch_gelu;
@@ -55,7 +78,7 @@ struct GPT2Cuda::Impl {
 
   float* p(size_t i) { return params + offsets[i]; }
   float* g(size_t i) { return grads + offsets[i]; }
-  size_t bp(int l, BlockParam w) const { return 2 + (size_t)l * kNumBlockParams + w; }
+  size_t bp(int l, BlockParam w) const { return block_param_index(l, w); }
   size_t lnf_w() const { return offsets.size() - 2; }
 
   void allocate_activations(int newB, int newT);
@@ -179,27 +202,10 @@ void GPT2Cuda::Impl::block_backward(int l) {
 }
 
 GPT2Cuda::GPT2Cuda(const ModelDims& dims, const std::vector<ParamInfo>& layout, bool flash_attention)
-    : impl_(std::make_unique<Impl>()) {
+    : impl_((check_layout(dims, layout, flash_attention), std::make_unique<Impl>())) {
   Impl& m = *impl_;
   m.d = dims;
   m.flash = flash_attention;
-  const size_t expected = 2 + (size_t)dims.n_layer * kNumBlockParams + 2;
-  if (layout.size() != expected)
-    throw RuntimeError("GPT2Cuda: the layout has " + std::to_string(layout.size()) + " parameters, the dims need " +
-                       std::to_string(expected));
-  auto expect_name = [&](size_t i, const char* suffix) {
-    if (!ends_with(layout[i].name, suffix))
-      throw RuntimeError("GPT2Cuda: parameter " + std::to_string(i) + " of the layout is " + layout[i].name +
-                         ", expected ..." + suffix);
-  };
-  expect_name(0, "wte.weight");
-  expect_name(1, "wpe.weight");
-  for (int l = 0; l < dims.n_layer; l++)
-    for (int w = 0; w < kNumBlockParams; w++) expect_name(m.bp(l, (BlockParam)w), kBlockParamSuffix[w]);
-  expect_name(layout.size() - 2, "ln_f.weight");
-  if (flash_attention && !flash_attention_supports(dims.n_embd / dims.n_head))
-    throw RuntimeError("GPT2Cuda: flash attention does not support head dim " +
-                       std::to_string(dims.n_embd / dims.n_head));
   for (const ParamInfo& pi : layout) m.offsets.push_back(pi.offset);
   m.n_params = layout.back().offset + layout.back().numel;
   ZT_CUDA_CHECK(cudaStreamCreateWithFlags(&m.stream, cudaStreamNonBlocking));
