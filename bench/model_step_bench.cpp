@@ -7,49 +7,18 @@
 #include <string>
 #include <vector>
 
+#include "bench/model_bench_args.h"
 #include "engine/model/gpt2.h"
 
 int main(int argc, char** argv) {
-  std::string model = "gpt2-124M";
-  int B = 4, T = 64, iters = 5, warmup = 1;
-  bool ckpt = false;
-  for (int i = 1; i < argc; i++) {
-    const std::string a = argv[i];
-    auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
-    if (a == "--model")
-      model = next();
-    else if (a == "--B")
-      B = std::stoi(next());
-    else if (a == "--T")
-      T = std::stoi(next());
-    else if (a == "--iters")
-      iters = std::stoi(next());
-    else if (a == "--warmup")
-      warmup = std::stoi(next());
-    else if (a == "--ckpt")
-      ckpt = true;
-    else {
-      std::fprintf(stderr, "unknown argument %s\n", a.c_str());
-      return 2;
-    }
-  }
-  zt::ModelDims d;
-  if (model == "gpt2-124M")
-    d = {12, 12, 768, 50257, 1024};
-  else if (model == "gpt2-tiny")
-    d = {2, 2, 64, 256, 64};
-  else {
-    std::fprintf(stderr, "unknown model %s (gpt2-124M, gpt2-tiny)\n", model.c_str());
-    return 2;
-  }
+  const ModelBenchArgs args = parse_model_bench_args(argc, argv);
+  const std::string& model = args.model;
+  const int B = args.B, T = args.T, iters = args.iters, warmup = args.warmup;
+  const bool ckpt = args.ckpt;
+  const zt::ModelDims d = model_bench_dims(args);
   zt::GPT2 m(d, ckpt);
   m.init_weights(1337);
-  std::vector<int32_t> tokens((size_t)B * T + 1);
-  uint64_t s = 42;
-  for (auto& t : tokens) {
-    s = s * 6364136223846793005ull + 1442695040888963407ull;
-    t = (int32_t)((s >> 33) % (uint64_t)d.vocab_size);
-  }
+  const std::vector<int32_t> tokens = model_bench_tokens(args, d);
   double total_ms = 0, fwd_ms = 0;
   float loss = 0;
   for (int it = 0; it < warmup + iters; it++) {

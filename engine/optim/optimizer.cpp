@@ -36,21 +36,19 @@ void check_step(int64_t step, const char* who) {
 // torch.optim.Adam / AdamW (single-tensor path) in float: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
 // p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps). L2 mode first adds wd*p to g; decoupled mode first scales
 // p by (1 - lr*wd).
-void adam_update(float* p, const float* grad, float* m, float* v, size_t begin, size_t end, float beta1,
-                 float beta2, float eps, float step_size, float bias_correction2_sqrt, float l2_decay,
-                 float decoupled_factor) {
-  float one_minus_beta1 = 1.0f - beta1;
-  float one_minus_beta2 = 1.0f - beta2;
+void adam_update(float* p, const float* grad, float* m, float* v, size_t begin, size_t end, const AdamStepScalars& s) {
+  float one_minus_beta1 = 1.0f - s.beta1;
+  float one_minus_beta2 = 1.0f - s.beta2;
 #pragma omp parallel for simd schedule(static) if (end - begin > 32768)
   for (size_t i = begin; i < end; i++) {
-    float g = grad[i] + l2_decay * p[i];
-    float param = p[i] * decoupled_factor;
-    float mi = m[i] * beta1 + one_minus_beta1 * g;
-    float vi = v[i] * beta2 + one_minus_beta2 * (g * g);
+    float g = grad[i] + s.l2_decay * p[i];
+    float param = p[i] * s.decoupled_factor;
+    float mi = m[i] * s.beta1 + one_minus_beta1 * g;
+    float vi = v[i] * s.beta2 + one_minus_beta2 * (g * g);
     m[i] = mi;
     v[i] = vi;
-    float denom = std::sqrt(vi) / bias_correction2_sqrt + eps;
-    p[i] = param - step_size * (mi / denom);
+    float denom = std::sqrt(vi) / s.bias_correction2_sqrt + s.eps;
+    p[i] = param - s.step_size * (mi / denom);
   }
 }
 
@@ -62,22 +60,9 @@ class AdamOptimizer : public Optimizer {
   void step(float* params, const float* grads, const std::vector<DecayRange>& ranges, double lr,
             int64_t step) override {
     check_step(step, "adam");
-    double bias_correction1 = 1.0 - std::pow(cfg_.beta1, static_cast<double>(step));
-    double bias_correction2 = 1.0 - std::pow(cfg_.beta2, static_cast<double>(step));
-    float step_size = static_cast<float>(lr / bias_correction1);
-    float bc2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
     for (const DecayRange& seg : cover_with_segments(ranges, size())) {
-      float l2 = 0.0f, factor = 1.0f;
-      if (seg.decay && cfg_.weight_decay != 0.0) {
-        if (decoupled_) {
-          factor = static_cast<float>(1.0 - lr * cfg_.weight_decay);
-        } else {
-          l2 = static_cast<float>(cfg_.weight_decay);
-        }
-      }
       adam_update(params, grads, exp_avg_.data(), exp_avg_sq_.data(), seg.begin, seg.end,
-                  static_cast<float>(cfg_.beta1), static_cast<float>(cfg_.beta2), static_cast<float>(cfg_.eps),
-                  step_size, bc2_sqrt, l2, factor);
+                  adam_step_scalars(cfg_, decoupled_, lr, step, seg.decay));
     }
   }
 
@@ -138,6 +123,24 @@ class SgdOptimizer : public Optimizer {
 };
 
 }  // namespace
+
+AdamStepScalars adam_step_scalars(const OptimizerConfig& cfg, bool decoupled, double lr, int64_t step, bool decay) {
+  check_step(step, "adam");
+  AdamStepScalars s;
+  s.beta1 = static_cast<float>(cfg.beta1);
+  s.beta2 = static_cast<float>(cfg.beta2);
+  s.eps = static_cast<float>(cfg.eps);
+  s.step_size = static_cast<float>(lr / (1.0 - std::pow(cfg.beta1, static_cast<double>(step))));
+  s.bias_correction2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(cfg.beta2, static_cast<double>(step))));
+  if (decay && cfg.weight_decay != 0.0) {
+    if (decoupled) {
+      s.decoupled_factor = static_cast<float>(1.0 - lr * cfg.weight_decay);
+    } else {
+      s.l2_decay = static_cast<float>(cfg.weight_decay);
+    }
+  }
+  return s;
+}
 
 std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& cfg, size_t n) {
   switch (cfg.type) {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "engine/config/config.h"
+#include "engine/optim/adam_step.h"
 
 namespace zt {
 
@@ -28,6 +29,9 @@ class Optimizer {
 };
 
 std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& cfg, size_t n);
+
+// Adam's scalars for one update at `step` (from 1) of a segment with or without weight decay; decoupled = AdamW.
+AdamStepScalars adam_step_scalars(const OptimizerConfig& cfg, bool decoupled, double lr, int64_t step, bool decay);
 
 // DeepSpeed's schedules: lr at a 0-based step (the lr used by the update that makes step+1).
 double scheduled_lr(const SchedulerConfig& s, double base_lr, int64_t step);

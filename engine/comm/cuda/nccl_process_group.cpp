@@ -43,7 +43,6 @@ ncclRedOp_t nccl_op(ReduceOp op) {
   }
   return ncclSum;
 }
-size_t elem_size(DType t) { return t == DType::F32 ? 4 : 2; }
 const char* type_name(DType t) { return t == DType::F32 ? "f32" : t == DType::BF16 ? "bf16" : "f16"; }
 
 class NcclWork : public Work {

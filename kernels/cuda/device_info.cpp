@@ -1,0 +1,16 @@
+#include "kernels/cuda/device_info.h"
+
+#include <cuda_runtime.h>
+
+namespace zt::cuda {
+
+int visible_device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    (void)cudaGetLastError();  // "no device" must not linger as the error a later launch check reports
+    return 0;
+  }
+  return n;
+}
+
+}  // namespace zt::cuda

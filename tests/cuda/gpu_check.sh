@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The CUDA backend's device check in one go, sized for a short GPU lease (about 10 minutes on 16 cores + one GPU):
+# builds only what it needs, runs every GPU test, compute-sanitizer's memcheck over the kernel tests, and the model
+# step benchmark. Logs go to $OUT (or ./gpu_check_out); the exit status is the test program's.
+# Usage (from the repository root): bash tests/cuda/gpu_check.sh [build dir, default build-gpu]
+set -uo pipefail
+out=${OUT:-gpu_check_out}
+build=${1:-build-gpu}
+mkdir -p "$out"
+nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || echo "nvidia-smi failed: no GPU here?" | tee -a "$out/summary.txt"
+
+start=$SECONDS
+cmake -S . -B "$build" -DZT_WERROR=ON -DZT_CUDA=ON > "$out/configure.log" 2>&1 &&
+  cmake --build "$build" -j"$(nproc)" --target test_cuda cuda_model_step_bench > "$out/build.log" 2>&1
+build_rc=$?
+echo "build: rc=$build_rc in $((SECONDS - start)) s" | tee -a "$out/summary.txt"
+[ $build_rc -eq 0 ] || { tail -40 "$out/build.log"; exit $build_rc; }
+
+timeout 300 "$build/tests/test_cuda" --gtest_output="xml:$out/test_cuda.xml" > "$out/test_cuda.log" 2>&1
+test_rc=$?
+echo "test_cuda: rc=$test_rc" | tee -a "$out/summary.txt"
+grep -E "^\[  (FAILED|SKIPPED|PASSED) " "$out/test_cuda.log" | tee -a "$out/summary.txt"
+
+if command -v compute-sanitizer > /dev/null || [ -x /usr/local/cuda/bin/compute-sanitizer ]; then
+  sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  timeout 240 "$sanitizer" --tool memcheck --error-exitcode 3 "$build/tests/test_cuda" \
+    --gtest_filter='KernelsGpu.*:AttentionGpu.*:GradUpdateGpu.*:CastGpu.*:CrossEntropyGpu.*' > "$out/memcheck.log" 2>&1
+  echo "memcheck: rc=$? (3 = errors found, 124 = timed out)" | tee -a "$out/summary.txt"
+fi
+
+for attn in "" "--flash"; do
+  timeout 120 "$build/cuda_model_step_bench" --model gpt2-124M --B 4 --T 256 --iters 5 --cpu-iters 1 $attn \
+    >> "$out/bench.log" 2>&1
+  echo "bench $attn: rc=$?" | tee -a "$out/summary.txt"
+done
+cat "$out/bench.log"
+exit $test_rc
