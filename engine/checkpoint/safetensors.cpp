@@ -320,6 +320,7 @@ SafetensorsWriter::SafetensorsWriter(const std::string& path, std::vector<StTens
     header[t.name] = {{"dtype", st_dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
+  data_bytes_ = offset;
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // the data section starts 8-byte aligned
   fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -364,9 +365,24 @@ void SafetensorsWriter::write(const std::string& name, const float* data, size_t
   next_++;
 }
 
+void SafetensorsWriter::write_raw(const void* data, size_t bytes) {
+  if (fd_ < 0) fail(path_, "raw write after close");
+  if (next_ != 0 || raw_written_ + bytes > data_bytes_)
+    fail(path_, "raw write of " + std::to_string(bytes) + " bytes past the " + std::to_string(data_bytes_) +
+                    "-byte data section (or mixed with per-tensor writes)");
+  write_all(fd_, path_, data, bytes);
+  raw_written_ += bytes;
+}
+
 void SafetensorsWriter::close() {
   if (fd_ < 0) return;
-  if (next_ != tensors_.size()) {
+  if (raw_written_ > 0 && raw_written_ != data_bytes_) {
+    ::close(fd_);
+    fd_ = -1;
+    fail(path_, "closed after " + std::to_string(raw_written_) + " of " + std::to_string(data_bytes_) +
+                    " data bytes were written");
+  }
+  if (raw_written_ == 0 && next_ != tensors_.size()) {
     ::close(fd_);
     fd_ = -1;
     fail(path_, "closed after " + std::to_string(next_) + " of " + std::to_string(tensors_.size()) +
