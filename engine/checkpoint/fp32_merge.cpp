@@ -413,6 +413,7 @@ MergeReport merge_checkpoint_to_fp32(const std::string& checkpoint_dir, const st
       left_in_file -= n;
       done += n;
     }
+    writer->start_writeback();
     pipe.give_back(chunk);
     if (options.on_progress) options.on_progress(done, total);
   }

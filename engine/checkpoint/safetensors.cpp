@@ -374,6 +374,10 @@ void SafetensorsWriter::write_raw(const void* data, size_t bytes) {
   raw_written_ += bytes;
 }
 
+void SafetensorsWriter::start_writeback() {
+  if (fd_ >= 0) ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);  // advisory: errors surface in close()'s fsync
+}
+
 void SafetensorsWriter::close() {
   if (fd_ < 0) return;
   if (raw_written_ > 0 && raw_written_ != data_bytes_) {

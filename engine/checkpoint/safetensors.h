@@ -99,6 +99,9 @@ class SafetensorsWriter {
   // Or: the data section's bytes as they go to disk (already in each tensor's dtype), in any pieces, across tensor
   // boundaries; all of them before close(). Not mixed with write().
   void write_raw(const void* data, size_t bytes);
+  // Starts (does not wait for) the disk write of what has been written so far, so that a long stream reaches the
+  // disk while it is being produced and close()'s fsync has little left to do.
+  void start_writeback();
   void close();
   uint64_t data_bytes() const { return data_bytes_; }
 
