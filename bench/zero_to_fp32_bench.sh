@@ -4,7 +4,9 @@
 # 12 bytes per parameter), then with cold caches (sync; echo 3 > /proc/sys/vm/drop_caches, when permitted) times
 #   - zero_to_fp32 CHECKPOINT OUT (its output fsynced before it exits), under /usr/bin/time -v for its peak RSS and
 #     the bytes it moved (file system inputs + outputs, 512-byte blocks);
-#   - cp -r CHECKPOINT COPY && sync (the checkpoint read once and written once).
+#   - cp -r CHECKPOINT COPY && sync (the checkpoint read once and written once);
+#   - head -c of each shard's prefix (header + master: the bytes zero_to_fp32 reads) into a file, then sync: a plain
+#     copy of the same bytes through user space.
 # MB/s = (MB read + MB written) / seconds for both. Each is run --reps times; the best run is reported.
 #
 #   bench/zero_to_fp32_bench.sh [--build-dir build] [--out /tmp/zero_to_fp32_bench] [--reps 3]
@@ -70,7 +72,12 @@ cold() {
 now() { date +%s.%N; }
 
 ckpt_bytes=$(du -sb "$ckpt" | cut -f1)
-best_merge=""; best_cp=""
+best_merge=""; best_cp=""; best_same=""
+# Each shard's prefix length, from the manifest.
+prefixes=$("$python" -c 'import json, sys; m = json.load(open(sys.argv[1]))
+print(" ".join("%s:%d" % (f["name"], f["prefix_bytes"]) for f in m["files"]))' "$ckpt/manifest.json")
+same_bytes=0
+for p in $prefixes; do same_bytes=$((same_bytes + ${p#*:})); done
 for ((i = 0; i < reps; i++)); do
   rm -rf "$out/merged" "$out/copy"
   cold
@@ -91,9 +98,18 @@ for ((i = 0; i < reps; i++)); do
   t1=$(now)
   secs=$(echo "$t1 - $t0" | bc -l)
   if [[ -z "$best_cp" ]] || (( $(echo "$secs < $best_cp" | bc -l) )); then best_cp=$secs; fi
+  rm -rf "$out/copy"
+  mkdir -p "$out/same"
+  cold
+  t0=$(now)
+  for p in $prefixes; do head -c "${p#*:}" "$ckpt/${p%%:*}" > "$out/same/${p%%:*}"; done
+  sync
+  t1=$(now)
+  rm -rf "$out/same"
+  secs=$(echo "$t1 - $t0" | bc -l)
+  if [[ -z "$best_same" ]] || (( $(echo "$secs < $best_same" | bc -l) )); then best_same=$secs; fi
 done
 out_bytes=$(du -sb "$out/merged" | cut -f1)
-rm -rf "$out/copy"
 
 mb() { echo "scale=1; $1 / 1000000" | bc -l; }
 read_mb=$(mb "$in_blocks * 512"); written_mb=$(mb "$out_blocks * 512")
@@ -105,5 +121,8 @@ echo "  checkpoint:    $(mb "$ckpt_bytes") MB ($ckpt), merged output $(mb "$out_
 printf "  zero_to_fp32:  %.2f s, read %s MB + wrote %s MB = %s MB/s\n" "$best_merge" "$read_mb" "$written_mb" "$merge_rate"
 printf "  cp -r && sync: %.2f s, read %s MB + wrote %s MB = %s MB/s\n" "$best_cp" "$(mb "$ckpt_bytes")" \
   "$(mb "$ckpt_bytes")" "$cp_rate"
+same_rate=$(echo "scale=1; 2 * $same_bytes / 1000000 / $best_same" | bc -l)
+printf "  same bytes:    %.2f s, read %s MB + wrote %s MB = %s MB/s (head -c of each shard's header + master, sync)\n" \
+  "$best_same" "$(mb "$same_bytes")" "$(mb "$same_bytes")" "$same_rate"
 echo "  zero_to_fp32 MB/s / cp MB/s: $(echo "scale=2; $merge_rate / $cp_rate" | bc -l); seconds ratio: $(echo "scale=2; $best_merge / $best_cp" | bc -l)"
 echo "  zero_to_fp32 peak RSS: $(mb "$rss_kb * 1024") MB = $(echo "scale=3; $rss_kb * 1024 / $ckpt_bytes" | bc -l) x the checkpoint ($(echo "scale=3; $rss_kb * 1024 / $out_bytes" | bc -l) x the output)"

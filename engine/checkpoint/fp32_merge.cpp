@@ -1,17 +1,16 @@
 #include "engine/checkpoint/fp32_merge.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
-#include <condition_variable>
 #include <cstring>
-#include <deque>
 #include <exception>
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <mutex>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -30,10 +29,6 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-// Large enough that each read is a long sequential transfer; two of them (one filling, one draining) are most of
-// the merge's memory.
-constexpr size_t kChunkBytes = 16u << 20;
-constexpr int kNumChunks = 2;
 
 std::string find_tag_dir(const std::string& dir, const std::string& tag) {
   if (!tag.empty()) {
@@ -60,135 +55,35 @@ json read_manifest(const std::string& tag_dir) {
   }
 }
 
-// One rank's shard, read strictly front to back (the kernel's read-ahead then keeps the disk streaming); every
-// byte read, kept or not, goes into the running CRC-32 of the file's prefix.
-struct ShardStream {
+// One rank's shard. Its master bytes go to the output by in-kernel copies (sendfile: page cache to page cache, never
+// through this process's memory); its CRC-32 is computed by a second thread over read-only mappings of the same
+// pages.
+struct ShardSource {
   std::string path;
   int fd = -1;
   uint64_t master_offset = 0;  // file offset of master[0]
-  uint64_t pos = 0;            // next byte to read
-  uint32_t crc = 0;
-  bool checksum = true;  // off with --no_verify: the CRC is the reader's main CPU cost
-  bool has_prefix_crc = false;  // the manifest records prefix_crc32 (zerotrain >= this format's second revision)
-  uint64_t prefix_bytes = 0;
-  uint32_t prefix_crc = 0;
-  ~ShardStream() {
+  bool has_prefix_crc = false;  // the manifest records prefix_crc32
+  uint64_t prefix_bytes = 0;    // header + master: the bytes the CRC covers
+  uint32_t prefix_crc = 0;      // the manifest's
+  ~ShardSource() {
     if (fd >= 0) ::close(fd);
   }
-  void read_into(char* dst, size_t n) {
-    while (n > 0) {
-      const ssize_t got = ::read(fd, dst, n);
-      if (got < 0 && errno == EINTR) continue;
-      if (got <= 0)
-        throw RuntimeError("read of '" + path + "' at byte " + std::to_string(pos) + " failed: " +
-                           (got == 0 ? std::string("unexpected end of file (truncated?)") : std::strerror(errno)));
-      if (checksum) crc = crc32_update(crc, dst, static_cast<size_t>(got));
-      dst += got;
-      pos += static_cast<uint64_t>(got);
-      n -= static_cast<size_t>(got);
-    }
-  }
-  void skip(uint64_t n, std::vector<char>& scratch) {
-    while (n > 0) {
-      const size_t m = static_cast<size_t>(std::min<uint64_t>(n, scratch.size()));
-      read_into(scratch.data(), m);
-      n -= m;
-    }
-  }
 };
 
-// Buffers handed from the reader thread (filling) to the writing thread (draining), in order.
-class ChunkPipe {
- public:
-  struct Chunk {
-    std::unique_ptr<char[]> data{new char[kChunkBytes]};  // not zero-filled: pages are touched only by reads
-    size_t used = 0;
-  };
-  ChunkPipe() {
-    for (int i = 0; i < kNumChunks; ++i) free_.push_back(&chunks_[i]);
-  }
-  // Reader side. nullptr once the consumer has stopped.
-  Chunk* take_free() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return !free_.empty() || stopped_; });
-    if (stopped_) return nullptr;
-    Chunk* c = free_.front();
-    free_.pop_front();
-    c->used = 0;
-    return c;
-  }
-  void push_full(Chunk* c) {
-    std::lock_guard<std::mutex> lock(mu_);
-    full_.push_back(c);
-    cv_.notify_all();
-  }
-  void finish(std::exception_ptr error) {
-    std::lock_guard<std::mutex> lock(mu_);
-    finished_ = true;
-    error_ = error;
-    cv_.notify_all();
-  }
-  // Writer side. nullptr at the end of the stream; rethrows the reader's error.
-  Chunk* take_full() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return !full_.empty() || finished_; });
-    if (!full_.empty()) {
-      Chunk* c = full_.front();
-      full_.pop_front();
-      return c;
-    }
-    if (error_) std::rethrow_exception(error_);
-    return nullptr;
-  }
-  void give_back(Chunk* c) {
-    std::lock_guard<std::mutex> lock(mu_);
-    free_.push_back(c);
-    cv_.notify_all();
-  }
-  void stop() {
-    std::lock_guard<std::mutex> lock(mu_);
-    stopped_ = true;
-    cv_.notify_all();
-  }
+// Mapped a window at a time and unmapped behind, so the pages never accumulate in the process's RSS.
+constexpr uint64_t kCrcWindow = 16u << 20;
 
- private:
-  Chunk chunks_[kNumChunks];
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Chunk*> free_, full_;
-  bool finished_ = false, stopped_ = false;
-  std::exception_ptr error_;
-};
-
-// The output stream is the model's flat fp32 layout, unit after unit; unit u's elements are rank 0's shard of it,
-// then rank 1's, ... each shard's padding read (for the CRC) but dropped. So every shard file is read once, in
-// order, from its first byte to the end of its master tensor.
-void read_in_output_order(std::vector<std::unique_ptr<ShardStream>>& shards, const PartitionMap& map,
-                          ChunkPipe& pipe) {
-  std::vector<char> scratch(1 << 20);
-  for (auto& s : shards) s->skip(s->master_offset, scratch);  // the header
-  ChunkPipe::Chunk* chunk = pipe.take_free();
-  if (!chunk) return;
-  for (const UnitShard& u : map.units()) {
-    for (size_t r = 0; r < shards.size(); ++r) {
-      ShardStream& s = *shards[r];
-      const size_t first = std::min(u.numel, r * u.shard);
-      const size_t valid = std::min(u.numel, first + u.shard) - first;
-      uint64_t left = valid * sizeof(float);
-      while (left > 0) {
-        if (chunk->used == kChunkBytes) {
-          pipe.push_full(chunk);
-          if (!(chunk = pipe.take_free())) return;
-        }
-        const size_t n = static_cast<size_t>(std::min<uint64_t>(left, kChunkBytes - chunk->used));
-        s.read_into(chunk->data.get() + chunk->used, n);
-        chunk->used += n;
-        left -= n;
-      }
-      s.skip((u.shard - valid) * sizeof(float), scratch);
-    }
+uint32_t crc32_of_prefix(const ShardSource& s, const std::atomic<bool>& cancel) {
+  uint32_t crc = 0;
+  for (uint64_t at = 0; at < s.prefix_bytes && !cancel; at += kCrcWindow) {
+    const size_t n = static_cast<size_t>(std::min(kCrcWindow, s.prefix_bytes - at));
+    void* p = ::mmap(nullptr, n, PROT_READ, MAP_SHARED, s.fd, static_cast<off_t>(at));
+    if (p == MAP_FAILED) throw RuntimeError("cannot map '" + s.path + "' to check it: " + std::strerror(errno));
+    ::madvise(p, n, MADV_SEQUENTIAL | MADV_WILLNEED);
+    crc = crc32_update(crc, p, n);
+    ::munmap(p, n);
   }
-  pipe.push_full(chunk);
+  return crc;
 }
 
 struct OutputFile {
@@ -249,12 +144,12 @@ MergeReport merge_checkpoint_to_fp32(const std::string& checkpoint_dir, const st
   const std::string manifest_path = (fs::path(report.tag_dir) / "manifest.json").string();
 
   // The shards, checked against the manifest (size; CRC-32 while streaming) before anything is renamed into place.
-  std::vector<std::unique_ptr<ShardStream>> shards(static_cast<size_t>(world));
+  std::vector<std::unique_ptr<ShardSource>> shards(static_cast<size_t>(world));
   for (const json& f : m.at("files")) {
     const int r = f.at("rank").get<int>();
     if (r < 0 || r >= world) throw RuntimeError("checkpoint manifest '" + manifest_path + "' lists a shard for rank " +
                                                 std::to_string(r));
-    auto s = std::make_unique<ShardStream>();
+    auto s = std::make_unique<ShardSource>();
     s->path = (fs::path(report.tag_dir) / f.at("name").get<std::string>()).string();
     std::error_code ec;
     const uint64_t bytes = fs::file_size(s->path, ec);
@@ -268,7 +163,6 @@ MergeReport merge_checkpoint_to_fp32(const std::string& checkpoint_dir, const st
       throw RuntimeError("checkpoint shard '" + s->path + "' has no F32 'master' tensor");
     s->master_offset = header.data_offset() + master->begin;
     s->has_prefix_crc = f.contains("prefix_crc32");
-    s->checksum = options.verify && s->has_prefix_crc;
     if (options.verify && s->has_prefix_crc) {
       s->prefix_bytes = f.at("prefix_bytes").get<uint64_t>();
       s->prefix_crc = f.at("prefix_crc32").get<uint32_t>();
@@ -367,24 +261,29 @@ MergeReport merge_checkpoint_to_fp32(const std::string& checkpoint_dir, const st
     }
   } tmps;
 
-  ChunkPipe pipe;
-  std::thread reader([&] {
+  // The checksums, on a thread of their own, while the copy runs.
+  std::vector<uint32_t> crcs(shards.size(), 0);
+  std::exception_ptr crc_error;
+  std::atomic<bool> cancel_crc{false};  // the copy failed: stop early
+  std::thread crc_thread([&] {
     try {
-      read_in_output_order(shards, map, pipe);
-      pipe.finish(nullptr);
+      for (size_t r = 0; r < shards.size(); ++r)
+        if (options.verify && shards[r]->has_prefix_crc) crcs[r] = crc32_of_prefix(*shards[r], cancel_crc);
     } catch (...) {
-      pipe.finish(std::current_exception());
+      crc_error = std::current_exception();
     }
   });
-  struct JoinReader {
-    ChunkPipe& pipe;
+  struct Join {
     std::thread& t;
-    ~JoinReader() {
-      pipe.stop();
-      t.join();
+    std::atomic<bool>& cancel;
+    ~Join() {
+      cancel = true;
+      if (t.joinable()) t.join();
     }
-  } join_reader{pipe, reader};
+  } join_crc{crc_thread, cancel_crc};
 
+  // The output stream is the model's flat fp32 layout, unit after unit; unit u's elements are rank 0's shard of
+  // it, then rank 1's, ... (each shard's padding left out). So every shard file is read once, front to back.
   const uint64_t total = expect * sizeof(float);
   uint64_t done = 0;
   size_t g = 0;
@@ -399,35 +298,44 @@ MergeReport merge_checkpoint_to_fp32(const std::string& checkpoint_dir, const st
     left_in_file = outs[g].bytes;
   };
   open_next();
-  while (ChunkPipe::Chunk* chunk = pipe.take_full()) {
-    size_t at = 0;
-    while (at < chunk->used) {
-      while (left_in_file == 0) {  // close this file (fsync), open the next
-        writer->close();
-        if (++g == outs.size()) throw RuntimeError("merge: the shards hold more data than the manifest's tensors");
-        open_next();
+  for (const UnitShard& u : map.units()) {
+    for (size_t r = 0; r < shards.size(); ++r) {
+      const size_t first = std::min(u.numel, r * u.shard);
+      const size_t valid = std::min(u.numel, first + u.shard) - first;
+      uint64_t from = shards[r]->master_offset + u.local_offset * sizeof(float);
+      uint64_t left = valid * sizeof(float);
+      while (left > 0) {
+        while (left_in_file == 0) {  // this output file is complete: close it (fsync), open the next
+          writer->close();
+          if (++g == outs.size()) throw RuntimeError("merge: the shards hold more data than the manifest's tensors");
+          open_next();
+        }
+        const uint64_t n = std::min(left, left_in_file);
+        writer->copy_from_file(shards[r]->fd, shards[r]->path, from, n);
+        from += n;
+        left -= n;
+        left_in_file -= n;
+        done += n;
       }
-      const size_t n = static_cast<size_t>(std::min<uint64_t>(left_in_file, chunk->used - at));
-      writer->write_raw(chunk->data.get() + at, n);
-      at += n;
-      left_in_file -= n;
-      done += n;
+      writer->start_writeback();
+      if (options.on_progress) options.on_progress(done, total);
     }
-    writer->start_writeback();
-    pipe.give_back(chunk);
-    if (options.on_progress) options.on_progress(done, total);
   }
   if (done != total || g + 1 != outs.size())
-    throw RuntimeError("merge: read " + std::to_string(done) + " of " + std::to_string(total) + " bytes");
+    throw RuntimeError("merge: copied " + std::to_string(done) + " of " + std::to_string(total) + " bytes");
   writer->close();
   writer.reset();
-  for (const auto& s : shards) {
-    report.bytes_read += s->pos;
-    if (options.verify && s->has_prefix_crc && (s->pos != s->prefix_bytes || s->crc != s->prefix_crc))
-      throw RuntimeError("checkpoint shard '" + s->path + "' fails its checksum (CRC-32 " + std::to_string(s->crc) +
-                         " of its first " + std::to_string(s->pos) + " bytes, the manifest says " +
-                         std::to_string(s->prefix_crc) + "): it is corrupted; nothing was written");
+  crc_thread.join();
+  if (crc_error) std::rethrow_exception(crc_error);
+  for (size_t r = 0; r < shards.size(); ++r) {
+    const ShardSource& s = *shards[r];
+    report.bytes_read += s.has_prefix_crc && options.verify ? s.prefix_bytes : 0;
+    if (options.verify && s.has_prefix_crc && crcs[r] != s.prefix_crc)
+      throw RuntimeError("checkpoint shard '" + s.path + "' fails its checksum (CRC-32 " + std::to_string(crcs[r]) +
+                         " of its first " + std::to_string(s.prefix_bytes) + " bytes, the manifest says " +
+                         std::to_string(s.prefix_crc) + "): it is corrupted; nothing was written");
   }
+  if (report.bytes_read == 0) report.bytes_read = done;
 
   // Every byte verified: into place.
   for (size_t i = 0; i < outs.size(); ++i) {

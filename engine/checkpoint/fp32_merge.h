@@ -1,10 +1,11 @@
 #pragma once
 // Offline consolidation of a sharded zerotrain checkpoint into whole fp32 tensors (the zero_to_fp32 tool): reads the
-// manifest, then makes one sequential pass over each rank's shard file (a reader thread fills large buffers in
-// output order while the caller's thread writes them out), checking each shard's CRC-32 as it streams, into Hugging
-// Face GPT-2 safetensors. Peak memory is a few I/O buffers whatever the checkpoint's size; no model, no config and
-// no GPU are needed. Output files are written under <name>.tmp and renamed into place only once every byte has
-// been read, verified and fsynced: a failed merge leaves no half-written model behind and overwrites nothing.
+// manifest, then makes one sequential pass over each rank's shard file, copying its master bytes inside the kernel
+// (sendfile) straight into Hugging Face GPT-2 safetensors in output order, while a second thread checks each
+// shard's CRC-32 over read-only mappings of the same pages. Peak memory is one 16 MiB mapping window plus the
+// program, whatever the checkpoint's size; no model, no config and no GPU are needed. Output files are written under
+// <name>.tmp and renamed into place only once every byte has been copied, verified and fsynced: a failed merge
+// leaves no half-written model behind and overwrites nothing.
 #include <cstdint>
 #include <functional>
 #include <string>

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -372,6 +373,23 @@ void SafetensorsWriter::write_raw(const void* data, size_t bytes) {
                     "-byte data section (or mixed with per-tensor writes)");
   write_all(fd_, path_, data, bytes);
   raw_written_ += bytes;
+}
+
+void SafetensorsWriter::copy_from_file(int in_fd, const std::string& in_path, uint64_t offset, uint64_t bytes) {
+  if (fd_ < 0) fail(path_, "copy after close");
+  if (next_ != 0 || raw_written_ + bytes > data_bytes_)
+    fail(path_, "copy of " + std::to_string(bytes) + " bytes past the " + std::to_string(data_bytes_) +
+                    "-byte data section (or mixed with per-tensor writes)");
+  off_t from = static_cast<off_t>(offset);
+  while (bytes > 0) {
+    const ssize_t n = ::sendfile(fd_, in_fd, &from, static_cast<size_t>(std::min<uint64_t>(bytes, 1u << 30)));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0)
+      fail(path_, "copy from '" + in_path + "' at byte " + std::to_string(from) + " failed: " +
+                      (n == 0 ? std::string("unexpected end of file (truncated?)") : std::strerror(errno)));
+    bytes -= static_cast<uint64_t>(n);
+    raw_written_ += static_cast<uint64_t>(n);
+  }
 }
 
 void SafetensorsWriter::start_writeback() {
