@@ -366,15 +366,6 @@ void SafetensorsWriter::write(const std::string& name, const float* data, size_t
   next_++;
 }
 
-void SafetensorsWriter::write_raw(const void* data, size_t bytes) {
-  if (fd_ < 0) fail(path_, "raw write after close");
-  if (next_ != 0 || raw_written_ + bytes > data_bytes_)
-    fail(path_, "raw write of " + std::to_string(bytes) + " bytes past the " + std::to_string(data_bytes_) +
-                    "-byte data section (or mixed with per-tensor writes)");
-  write_all(fd_, path_, data, bytes);
-  raw_written_ += bytes;
-}
-
 void SafetensorsWriter::copy_from_file(int in_fd, const std::string& in_path, uint64_t offset, uint64_t bytes) {
   if (fd_ < 0) fail(path_, "copy after close");
   if (next_ != 0 || raw_written_ + bytes > data_bytes_)
