@@ -29,7 +29,6 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-
 std::string find_tag_dir(const std::string& dir, const std::string& tag) {
   if (!tag.empty()) {
     const fs::path p = fs::path(dir) / tag;
