@@ -16,6 +16,7 @@
 #include "engine/base/error.h"
 #include "engine/base/logging.h"
 #include "engine/checkpoint/crc32.h"
+#include "engine/checkpoint/durable_file.h"
 #include "engine/checkpoint/safetensors.h"
 #include "engine/config/config_parser.h"
 
@@ -40,31 +41,6 @@ void crash_point(int rank, const char* point) {
   const auto colon = s.find(':');
   if (colon == std::string::npos) return;
   if (std::atoi(s.substr(0, colon).c_str()) == rank && s.substr(colon + 1) == point) std::raise(SIGKILL);
-}
-
-void fsync_path(const fs::path& p, bool directory) {
-  int fd = ::open(p.c_str(), directory ? (O_RDONLY | O_DIRECTORY) : O_RDONLY);
-  if (fd < 0) throw RuntimeError("cannot open '" + p.string() + "' to fsync it: " + std::strerror(errno));
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0) throw RuntimeError("fsync of '" + p.string() + "' failed: " + std::strerror(err));
-}
-
-// Writes text to path durably: a temporary file, fsync, rename, fsync of the directory.
-void write_file_atomically(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) throw RuntimeError("cannot write '" + tmp.string() + "' (disk full?)");
-  }
-  fsync_path(tmp, false);
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) throw RuntimeError("cannot rename '" + tmp.string() + "' to '" + path.string() + "': " + ec.message());
-  fsync_path(path.parent_path().empty() ? fs::path(".") : path.parent_path(), true);
 }
 
 json loader_json(const LoaderState& s) {
@@ -143,16 +119,27 @@ std::string save_checkpoint(const Config& cfg, const GPT2& model, ZeroEngine& en
     for (const std::string& n : names) {
       engine.export_partition(n, buf.data());
       writer.write(n, buf.data(), buf.size());
+      if (n == names.front()) crash_point(rank, "mid_shard");
     }
     writer.close();
   }
   crash_point(rank, "after_shard");
+  // The whole file's CRC (checked on resume) and that of its prefix up to the end of "master" (header included):
+  // zero_to_fp32 reads only that prefix and checks it while streaming.
+  uint64_t prefix = 0;
+  {
+    const SafetensorsFile written(shard_path.string());
+    prefix = written.data_offset() + written.find("master")->end;
+  }
   uint64_t bytes = 0;
-  const uint32_t crc = crc32_file(shard_path.string(), &bytes);
-  // Raw 32-bit words through an allgather (a copy, no arithmetic): CRC and size of every rank's shard.
-  uint32_t mine[4] = {crc, static_cast<uint32_t>(bytes), static_cast<uint32_t>(bytes >> 32), 0};
-  std::vector<uint32_t> all(4 * static_cast<size_t>(world));
-  pg.allgather(mine, all.data(), 4, DType::F32);
+  uint32_t prefix_crc = 0;
+  const uint32_t crc = crc32_file(shard_path.string(), &bytes, prefix, &prefix_crc);
+  // Raw 32-bit words through an allgather (a copy, no arithmetic): CRCs and sizes of every rank's shard.
+  constexpr size_t kWords = 6;
+  uint32_t mine[kWords] = {crc, static_cast<uint32_t>(bytes), static_cast<uint32_t>(bytes >> 32),
+                           prefix_crc, static_cast<uint32_t>(prefix), static_cast<uint32_t>(prefix >> 32)};
+  std::vector<uint32_t> all(kWords * static_cast<size_t>(world));
+  pg.allgather(mine, all.data(), kWords, DType::F32);
 
   // The consolidated model in working precision, for serving (DeepSpeed's
   // stage3_gather_16bit_weights_on_model_save): a collective gather, written by rank 0 into the tag.
@@ -173,6 +160,7 @@ std::string save_checkpoint(const Config& cfg, const GPT2& model, ZeroEngine& en
   }
 
   if (rank == 0) {
+    crash_point(rank, "before_manifest");
     json m;
     m["format_version"] = kCheckpointFormatVersion;
     m["zerotrain_version"] = ZT_VERSION;
@@ -200,16 +188,18 @@ std::string save_checkpoint(const Config& cfg, const GPT2& model, ZeroEngine& en
     m["data"] = {{"micro_batch", progress.micro_batch}, {"loader_rank0", loader_json(progress.loader)}};
     json files = json::array();
     for (int r = 0; r < world; ++r) {
-      const uint32_t* w = &all[4 * static_cast<size_t>(r)];
+      const uint32_t* w = &all[kWords * static_cast<size_t>(r)];
       files.push_back({{"name", rank_file_name(r)},
                        {"rank", r},
                        {"bytes", static_cast<uint64_t>(w[1]) | (static_cast<uint64_t>(w[2]) << 32)},
-                       {"crc32", w[0]}});
+                       {"crc32", w[0]},
+                       {"prefix_bytes", static_cast<uint64_t>(w[4]) | (static_cast<uint64_t>(w[5]) << 32)},
+                       {"prefix_crc32", w[3]}});
     }
     m["files"] = files;
     m["exports"] = exports;
-    write_file_atomically(tmp / "manifest.json", m.dump(1) + "\n");
-    fsync_path(tmp, true);
+    write_file_atomically((tmp / "manifest.json").string(), m.dump(1) + "\n");
+    fsync_path(tmp.string(), true);
     crash_point(rank, "before_rename");
 
     std::error_code ec;
@@ -217,9 +207,9 @@ std::string save_checkpoint(const Config& cfg, const GPT2& model, ZeroEngine& en
     if (fs::exists(final_dir)) fs::rename(final_dir, old, ec);  // re-saving a step that exists (after a resume)
     fs::rename(tmp, final_dir, ec);
     if (ec) throw RuntimeError("cannot rename '" + tmp.string() + "' to '" + final_dir.string() + "': " + ec.message());
-    fsync_path(root, true);
+    fsync_path(root.string(), true);
     crash_point(rank, "before_latest");
-    write_file_atomically(root / "latest", tag + "\n");
+    write_file_atomically((root / "latest").string(), tag + "\n");
     prune_old_tags(root, cfg.train.keep_last, tag);
   }
   pg.barrier();

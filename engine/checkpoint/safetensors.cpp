@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -320,6 +321,7 @@ SafetensorsWriter::SafetensorsWriter(const std::string& path, std::vector<StTens
     header[t.name] = {{"dtype", st_dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
+  data_bytes_ = offset;
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // the data section starts 8-byte aligned
   fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -364,9 +366,36 @@ void SafetensorsWriter::write(const std::string& name, const float* data, size_t
   next_++;
 }
 
+void SafetensorsWriter::copy_from_file(int in_fd, const std::string& in_path, uint64_t offset, uint64_t bytes) {
+  if (fd_ < 0) fail(path_, "copy after close");
+  if (next_ != 0 || raw_written_ + bytes > data_bytes_)
+    fail(path_, "copy of " + std::to_string(bytes) + " bytes past the " + std::to_string(data_bytes_) +
+                    "-byte data section (or mixed with per-tensor writes)");
+  off_t from = static_cast<off_t>(offset);
+  while (bytes > 0) {
+    const ssize_t n = ::sendfile(fd_, in_fd, &from, static_cast<size_t>(std::min<uint64_t>(bytes, 1u << 30)));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0)
+      fail(path_, "copy from '" + in_path + "' at byte " + std::to_string(from) + " failed: " +
+                      (n == 0 ? std::string("unexpected end of file (truncated?)") : std::strerror(errno)));
+    bytes -= static_cast<uint64_t>(n);
+    raw_written_ += static_cast<uint64_t>(n);
+  }
+}
+
+void SafetensorsWriter::start_writeback() {
+  if (fd_ >= 0) ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);  // advisory: errors surface in close()'s fsync
+}
+
 void SafetensorsWriter::close() {
   if (fd_ < 0) return;
-  if (next_ != tensors_.size()) {
+  if (raw_written_ > 0 && raw_written_ != data_bytes_) {
+    ::close(fd_);
+    fd_ = -1;
+    fail(path_, "closed after " + std::to_string(raw_written_) + " of " + std::to_string(data_bytes_) +
+                    " data bytes were written");
+  }
+  if (raw_written_ == 0 && next_ != tensors_.size()) {
     ::close(fd_);
     fd_ = -1;
     fail(path_, "closed after " + std::to_string(next_) + " of " + std::to_string(tensors_.size()) +

@@ -96,12 +96,22 @@ class SafetensorsWriter {
   SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
   // name must be the next tensor in order; n its element count.
   void write(const std::string& name, const float* data, size_t n);
+  // Or: the data section's bytes as they go to disk (already in each tensor's dtype), taken from bytes
+  // [offset, offset + bytes) of another file and copied inside the kernel (sendfile), in any pieces, across tensor
+  // boundaries; all of them before close(). Not mixed with write().
+  void copy_from_file(int in_fd, const std::string& in_path, uint64_t offset, uint64_t bytes);
+  // Starts (does not wait for) the disk write of what has been written so far, so that a long stream reaches the
+  // disk while it is being produced and close()'s fsync has little left to do.
+  void start_writeback();
   void close();
+  uint64_t data_bytes() const { return data_bytes_; }
 
  private:
   std::string path_;
   std::vector<StTensorSpec> tensors_;
   size_t next_ = 0;
+  uint64_t data_bytes_ = 0;  // the data section's size
+  uint64_t raw_written_ = 0;
   int fd_ = -1;
 };
 

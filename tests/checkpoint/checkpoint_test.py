@@ -4,8 +4,9 @@
   and the next step's loss matches the original run's within 1e-6 relative;
 - a truncated, corrupted or missing shard, or another model shape, gives an error naming the file (or the shape)
   and changes nothing on disk;
-- a rank SIGKILLed during a save (after writing its shard, before the rename, before `latest`) leaves `latest` on a
-  loadable checkpoint; keep_last prunes old tags.
+- a manifest whose checksum does not match a shard is refused, naming the shard;
+- a rank SIGKILLed during a save (halfway through its shard, after writing it, before the manifest, before the
+  rename, before `latest`) leaves `latest` on a loadable checkpoint; keep_last prunes old tags.
 """
 import argparse
 import hashlib
@@ -149,6 +150,13 @@ def main():
         corrupt_case("flipped", flip, "rank_00000.safetensors")
         corrupt_case("missing", lambda t: os.remove(os.path.join(t, "rank_00001.safetensors")),
                      "rank_00001.safetensors")
+
+        def manifest_crc(tag):  # the file is whole, the manifest's checksum for it is not its own
+            m = json.load(open(os.path.join(tag, "manifest.json")))
+            m["files"][1]["crc32"] ^= 0x100
+            json.dump(m, open(os.path.join(tag, "manifest.json"), "w"))
+
+        corrupt_case("checksum_mismatch", manifest_crc, "rank_00001.safetensors")
         d = os.path.join(tmp, "othermodel")
         shutil.copytree(a, d)
         before = tree_digest(d)
@@ -160,7 +168,8 @@ def main():
         check(tree_digest(d) == before, "another model shape: nothing on disk changed")
 
         # SIGKILL of a rank during a save, at several moments.
-        for who, point in ((1, "after_shard"), (0, "before_rename"), (0, "before_latest")):
+        for who, point in ((1, "mid_shard"), (1, "after_shard"), (0, "before_manifest"), (0, "before_rename"),
+                           (0, "before_latest")):
             d = os.path.join(tmp, "kill_" + point)
             run(b, base_config(d, 2, 2, 2, save_interval=2))
             cfg = base_config(d, 2, 2, 4, save_interval=2)
