@@ -120,16 +120,8 @@ int zerotrain_main(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
+  return zt::run_main("zerotrain", [&] {
     zt::init_logging(0, 1);
     return zerotrain_main(argc, argv);
-  } catch (const zt::Error& e) {
-    std::fflush(stdout);
-    std::fprintf(stderr, "zerotrain: error: %s\n", e.what());
-    return e.exit_code();
-  } catch (const std::exception& e) {
-    std::fflush(stdout);
-    std::fprintf(stderr, "zerotrain: error: %s\n", e.what());
-    return zt::kExitRuntime;
-  }
+  });
 }

@@ -377,14 +377,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const zt::Error& e) {
-    std::fprintf(stderr, "tokenizer: error: %s\n", e.what());
-    return e.exit_code();
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "tokenizer: error: %s\n", e.what());
-    return zt::kExitRuntime;
-  }
-}
+int main(int argc, char** argv) { return zt::run_main("tokenizer", [&] { return run(argc, argv); }); }

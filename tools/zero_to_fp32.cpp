@@ -75,14 +75,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const zt::Error& e) {
-    std::fprintf(stderr, "zero_to_fp32: error: %s\n", e.what());
-    return e.exit_code();
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "zero_to_fp32: error: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return zt::run_main("zero_to_fp32", [&] { return run(argc, argv); }); }

@@ -1,5 +1,7 @@
 #pragma once
 // Errors are exceptions carrying context; main() turns them into a message and an exit code.
+#include <cstdio>
+#include <exception>
 #include <stdexcept>
 #include <string>
 
@@ -30,5 +32,22 @@ class RuntimeError : public Error {
  public:
   explicit RuntimeError(const std::string& what) : Error(what, kExitRuntime) {}
 };
+
+// The body of a program's main(): what run() returns, or for an error that escapes it "NAME: error: MESSAGE" on
+// stderr (after what stdout holds so far) and the error's exit code.
+template <class Run>
+int run_main(const char* name, Run&& run) {
+  try {
+    return run();
+  } catch (const Error& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "%s: error: %s\n", name, e.what());
+    return e.exit_code();
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "%s: error: %s\n", name, e.what());
+    return kExitRuntime;
+  }
+}
 
 }  // namespace zt

@@ -352,14 +352,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const zt::Error& e) {
-    std::fprintf(stderr, "zt_comm_worker: error: %s\n", e.what());
-    return e.exit_code();
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "zt_comm_worker: error: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return zt::run_main("zt_comm_worker", [&] { return run(argc, argv); }); }

@@ -96,14 +96,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const zt::Error& e) {
-    std::fprintf(stderr, "zt_model_probe: %s\n", e.what());
-    return e.exit_code();
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "zt_model_probe: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return zt::run_main("zt_model_probe", [&] { return run(argc, argv); }); }
