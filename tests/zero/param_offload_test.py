@@ -193,7 +193,9 @@ def stopped_by_sigterm(b, tmp, nvme):
     out = os.path.join(tmp, "sigterm")
     p = start(b, out, 2, config(out, 2, nvme, opt="nvme", steps=100000))
     files = wait_for_training(p, out, nvme)
-    check(len(files) == 6, f"2 ranks x (parameters, exp_avg, exp_avg_sq) swap files while training: {files}")
+    kinds = sorted(f.split("_", 3)[3].rsplit("_", 1)[0] for f in files)  # zt_swap_<pid>_<rank>_<part>_<k>.bin
+    want = sorted(f"rank{r}_{part}" for r in (0, 1) for part in ("params", "master", "exp_avg", "exp_avg_sq"))
+    check(kinds == want, f"2 ranks x (parameters, master, exp_avg, exp_avg_sq) swap files while training: {files}")
     p.send_signal(signal.SIGTERM)
     try:
         p.communicate(timeout=60)
