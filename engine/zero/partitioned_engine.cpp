@@ -1,7 +1,8 @@
 // Stages 1 and 2: each rank keeps the fp32 master weights and optimizer state of its partition only, updates that
 // partition and all-gathers the result. With offload_optimizer nvme the master lives in a swap file: each updated
-// sub-group is copied straight into this rank's elements of the model's parameters, and the all-gather sends those. Stage 1 reduces gradients once at the accumulation boundary (reduce-scatter
-// when `reduce_scatter`, else all-reduce and keep the owned part). Stage 2 reduce-scatters each unit's gradients
+// sub-group is copied straight into this rank's elements of the model's parameters, and the all-gather sends those.
+// Stage 1 reduces gradients once at the accumulation boundary (reduce-scatter when `reduce_scatter`, else
+// all-reduce and keep the owned part). Stage 2 reduce-scatters each unit's gradients
 // as soon as backward has finished them, so that full gradients exist only for the units backward is working on;
 // with `overlap_comm` those reduce-scatters run while backward goes on.
 #include <algorithm>

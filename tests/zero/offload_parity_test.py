@@ -1,9 +1,9 @@
 """Optimizer offload trains exactly the model that training without offload does:
 offload_optimizer.device = cpu (vectorised CPU Adam) and nvme (fp32 master and Adam state streamed through swap
 files in sub-groups) for stages 1, 2 and 3 at world sizes 1 and 2 in fp32, and nvme at stages 1-3 in bf16 and fp16
-(world size 2): per-step losses within 1e-6 relative (they are in fact bit-identical) and equal final weights. Also: a checkpoint saved with NVMe offload resumes bit-identically (the
-state is read back from the swap files), swap files are removed at exit, and a missing nvme_path fails fast naming
-the path.
+(world size 2): per-step losses within 1e-6 relative (they are in fact bit-identical) and equal final weights.
+Also: a checkpoint saved with NVMe offload resumes bit-identically (master and state are read back from the swap
+files), swap files are removed at exit, and a missing nvme_path fails fast naming the path.
 """
 import argparse
 import json
