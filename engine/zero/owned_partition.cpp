@@ -72,6 +72,13 @@ void OwnedPartition::stream_master(const MasterSink& sink) {
 
 void OwnedPartition::read_master(float* out) { export_partition("master", out); }
 
+const float* OwnedPartition::master_for_save(std::vector<float>& scratch) {
+  if (!nvme_) return master_.data();
+  scratch.resize(size());
+  read_master(scratch.data());
+  return scratch.data();
+}
+
 size_t OwnedPartition::optimizer_state_bytes() const {
   if (nvme_) return nvme_->buffer_bytes();
   return optimizer_->state().size() * optimizer_->size() * sizeof(float);

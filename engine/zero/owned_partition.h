@@ -40,6 +40,8 @@ class OwnedPartition {
   // The current master through sink, as update() hands it over.
   void stream_master(const MasterSink& sink);
   void read_master(float* out);  // size() floats
+  // The master partition for a save: in memory, or read from its swap file into scratch.
+  const float* master_for_save(std::vector<float>& scratch);
 
   float loss_scale() const { return scaler_.scale(); }
   // In memory: m, v (or momentum); with NVMe offload the staging buffer sets instead.

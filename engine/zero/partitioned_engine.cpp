@@ -75,8 +75,8 @@ class PartitionedEngine : public ZeroEngine, private UnitHooks {
     // Stage 1 keeps full gradients for accumulation; stage 2 only the owned partition (the units in flight are
     // transient buffers).
     m.grad_bytes = (stage_ == 1 ? model_.num_params() : owned_.size()) * sizeof(float);
-    // The fp32 master partition is kept in every precision, as DeepSpeed's partitioned optimizer does (in a swap file
-    // with NVMe offload: then this counts the staging buffers and Adam's state in memory, none).
+    // The fp32 master partition is kept in every precision, as DeepSpeed's partitioned optimizer does (with NVMe
+    // offload in a swap file, as Adam's state: then this counts only their staging buffers).
     m.optimizer_bytes = owned_.optimizer_bytes();
     m.comm_bytes = (bucketer_ ? bucketer_->comm_bytes() : 0) + pool_.peak_bytes_in_use() +
                    gather_scratch_.capacity() * sizeof(float);
@@ -85,13 +85,8 @@ class PartitionedEngine : public ZeroEngine, private UnitHooks {
 
   float loss_scale() const override { return owned_.loss_scale(); }
   void gather_full_params(float* out) override {
-    if (const float* master = owned_.master_in_memory()) {
-      allgather_partition(owned_.map(), pg_, master, out, bucket_elems(), gather_scratch_);
-      return;
-    }
-    std::vector<float> master(owned_.size());  // a save, not a step: read from the swap file for it
-    owned_.read_master(master.data());
-    allgather_partition(owned_.map(), pg_, master.data(), out, bucket_elems(), gather_scratch_);
+    std::vector<float> scratch;  // a save, not a step: with NVMe offload the master is read from its file for it
+    allgather_partition(owned_.map(), pg_, owned_.master_for_save(scratch), out, bucket_elems(), gather_scratch_);
   }
   int stage() const override { return stage_; }
   const PartitionMap& partition_map() const override { return owned_.map(); }

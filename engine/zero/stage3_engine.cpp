@@ -87,13 +87,7 @@ class Stage3Engine : public ZeroEngine, private UnitHooks {
   float loss_scale() const override { return owned_.loss_scale(); }
   void gather_full_params(float* out) override {
     std::vector<float> scratch, master;  // a save, not a step: no buffer to keep
-    const float* part = owned_.master_in_memory();
-    if (!part) {
-      master.resize(owned_.size());
-      owned_.read_master(master.data());
-      part = master.data();
-    }
-    allgather_partition(owned_.map(), pg_, part, out,
+    allgather_partition(owned_.map(), pg_, owned_.master_for_save(master), out,
                         static_cast<size_t>(std::max<int64_t>(cfg_.zero.allgather_bucket_size, 1)), scratch);
   }
   int stage() const override { return 3; }
