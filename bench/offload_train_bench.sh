@@ -3,7 +3,8 @@
 # (bench/offload_train_bench.json: 4 layers, 256 wide, byte vocabulary, embedded corpus; a few hundred ms/step),
 # three variants:
 #   none         no offload (the baseline)
-#   opt-nvme     offload_optimizer nvme (Adam state streamed in sub-groups of 500k elements, 4 buffer sets)
+#   opt-nvme     offload_optimizer nvme (fp32 master and Adam state streamed in sub-groups of 500k elements, 4 buffer
+#                sets)
 #   opt+param    offload_optimizer nvme + offload_param nvme (parameter partitions read ahead from swap files)
 #
 #   bash bench/offload_train_bench.sh [BUILD_DIR] [NVME_DIR]   # defaults: build /var/tmp

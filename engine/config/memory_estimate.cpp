@@ -66,8 +66,10 @@ ModelStateBytes estimate_model_state_bytes(const MemoryEstimateInput& in) {
   const int64_t grad_bytes = mixed ? 2 : 4;
   // Mixed precision keeps an fp32 master copy in the optimizer term. fp32 training updates the params directly at
   // stage 0, and at stage 3 (whose parameter partition is the master); stages 1 and 2 partition the optimizer and
-  // keep an fp32 copy of their partition, as DeepSpeed's partitioned optimizer does in every precision.
-  const bool master_copy = mixed || in.stage == 1 || in.stage == 2;
+  // keep an fp32 copy of their partition, as DeepSpeed's partitioned optimizer does in every precision. Optimizer
+  // offload to NVMe keeps the master in a swap file with m and v, apart from the working parameters, in every case.
+  const bool master_copy =
+      mixed || in.stage == 1 || in.stage == 2 || (in.stage == 3 && in.optimizer_offload == OffloadDevice::Nvme);
   const int64_t optim_bytes = 4 * in.optimizer_state_floats + (master_copy ? 4 : 0);
 
   ModelStateBytes b;

@@ -95,8 +95,13 @@ size_t GradientBucketer::comm_bytes() const {
   return bytes;
 }
 
-void allgather_partition(const PartitionMap& map, ProcessGroup& pg, const float* part, float* flat,
-                         size_t bucket_elems, std::vector<float>& scratch) {
+namespace {
+
+// The bucketed all-gather of every rank's partition into the flat layout. send(u0, u1, chunk) gives this rank's
+// shards of units [u0, u1) (chunk elements) back to back; it may use scratch from index world * chunk on.
+template <class Send>
+void allgather_shards(const PartitionMap& map, ProcessGroup& pg, float* flat, size_t bucket_elems,
+                      std::vector<float>& scratch, size_t extra, Send send) {
   const auto& units = map.units();
   const size_t world = static_cast<size_t>(map.world_size());
   size_t u0 = 0;
@@ -107,8 +112,8 @@ void allgather_partition(const PartitionMap& map, ProcessGroup& pg, const float*
       chunk += units[u1].shard;
       ++u1;
     } while (u1 < units.size() && (chunk + units[u1].shard) * world <= bucket_elems);
-    if (scratch.size() < chunk * world) scratch.resize(chunk * world);
-    pg.allgather(part + units[u0].local_offset, scratch.data(), chunk, DType::F32);
+    if (scratch.size() < chunk * (world + extra)) scratch.resize(chunk * (world + extra));
+    pg.allgather(send(u0, u1, chunk), scratch.data(), chunk, DType::F32);
     for (size_t r = 0; r < world; ++r) {
       const float* src = scratch.data() + r * chunk;
       for (size_t u = u0; u < u1; ++u) {
@@ -120,6 +125,31 @@ void allgather_partition(const PartitionMap& map, ProcessGroup& pg, const float*
     }
     u0 = u1;
   }
+}
+
+}  // namespace
+
+void allgather_partition(const PartitionMap& map, ProcessGroup& pg, const float* part, float* flat,
+                         size_t bucket_elems, std::vector<float>& scratch) {
+  allgather_shards(map, pg, flat, bucket_elems, scratch, 0,
+                   [&](size_t u0, size_t, size_t) { return part + map.units()[u0].local_offset; });
+}
+
+void allgather_own_shards(const PartitionMap& map, ProcessGroup& pg, float* flat, size_t bucket_elems,
+                          std::vector<float>& scratch) {
+  const size_t world = static_cast<size_t>(map.world_size());
+  allgather_shards(map, pg, flat, bucket_elems, scratch, 1, [&](size_t u0, size_t u1, size_t chunk) {
+    // The send buffer follows the receive area, so neither overlaps the other.
+    float* send = scratch.data() + world * chunk;
+    for (size_t u = u0; u < u1; ++u) {
+      const UnitShard& s = map.units()[u];
+      const auto [b, e] = map.owned_flat_range(static_cast<int>(u), pg.rank());
+      std::memcpy(send, flat + b, (e - b) * sizeof(float));
+      std::fill(send + (e - b), send + s.shard, 0.0f);
+      send += s.shard;
+    }
+    return scratch.data() + world * chunk;
+  });
 }
 
 }  // namespace zt

@@ -52,5 +52,9 @@ class GradientBucketer {
 // bucket_elems elements of consecutive units. scratch is reused between calls.
 void allgather_partition(const PartitionMap& map, ProcessGroup& pg, const float* part, float* flat,
                          size_t bucket_elems, std::vector<float>& scratch);
+// The same, with each rank's partition taken from its own shards in flat (the rank's elements of the model's flat
+// layout, padding sent as zeros) instead of a partition buffer.
+void allgather_own_shards(const PartitionMap& map, ProcessGroup& pg, float* flat, size_t bucket_elems,
+                          std::vector<float>& scratch);
 
 }  // namespace zt

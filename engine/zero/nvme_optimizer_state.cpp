@@ -12,6 +12,7 @@ namespace {
 
 constexpr offload::IoHandle kNone = 0;
 constexpr size_t kAlignFloats = offload::kIoAlignment / sizeof(float);
+const char* const kPartNames[] = {"master", "exp_avg", "exp_avg_sq"};
 
 // The decay ranges of [begin, begin + len), shifted to start at 0.
 std::vector<DecayRange> slice_ranges(const std::vector<DecayRange>& ranges, size_t begin, size_t len) {
@@ -23,41 +24,33 @@ std::vector<DecayRange> slice_ranges(const std::vector<DecayRange>& ranges, size
   return out;
 }
 
+offload::IoFile swap_file(const Config& cfg, int rank, const char* part) {
+  return offload::IoFile::create_in(cfg.zero.offload_optimizer.nvme_path,
+                                    "rank" + std::to_string(rank) + "_" + part);
+}
+
 }  // namespace
 
-NvmeOptimizerState::NvmeOptimizerState(const Config& cfg, size_t n, int rank)
+NvmeOptimizerState::NvmeOptimizerState(const Config& cfg, size_t n, int rank, const float* master)
     : n_(n),
       group_(std::max<size_t>(kAlignFloats, static_cast<size_t>(std::max<int64_t>(cfg.zero.sub_group_size, 1)) /
                                                 kAlignFloats * kAlignFloats)),
       aio_(offload::make_async_io(cfg.aio)),
-      m_file_(offload::IoFile::create_in(cfg.zero.offload_optimizer.nvme_path,
-                                         "rank" + std::to_string(rank) + "_exp_avg")),
-      v_file_(offload::IoFile::create_in(cfg.zero.offload_optimizer.nvme_path,
-                                         "rank" + std::to_string(rank) + "_exp_avg_sq")) {
+      files_{swap_file(cfg, rank, kPartNames[Master]), swap_file(cfg, rank, kPartNames[ExpAvg]),
+             swap_file(cfg, rank, kPartNames[ExpAvgSq])} {
   group_ = std::min(group_, (n_ + kAlignFloats - 1) / kAlignFloats * kAlignFloats);
   group_ = std::max(group_, kAlignFloats);
   // More sets than sub-groups would only cost memory.
-  const size_t groups = std::max<size_t>(1, (n_ + group_ - 1) / group_);
   const size_t count = std::min(static_cast<size_t>(std::max(cfg.zero.offload_optimizer.buffer_count, 2)),
-                                std::max<size_t>(groups, 2));
-  pool_ = std::make_unique<offload::PinnedBufferPool>(2 * count, group_ * sizeof(float),
+                                std::max<size_t>(groups(), 2));
+  pool_ = std::make_unique<offload::PinnedBufferPool>(kParts * count, group_ * sizeof(float),
                                                       cfg.zero.offload_optimizer.pin_memory);
   sets_.resize(count);
-  for (BufferSet& set : sets_) {
-    set.m = static_cast<float*>(pool_->acquire());
-    set.v = static_cast<float*>(pool_->acquire());
-  }
-  // Adam starts from zeros.
-  float* zeros = sets_[0].m;
-  std::memset(zeros, 0, group_ * sizeof(float));
-  for (size_t at = 0; at < n_; at += group_) {
-    const size_t len = std::min(group_, n_ - at);
-    const int64_t off = static_cast<int64_t>(at * sizeof(float));
-    offload::IoHandle a = aio_->write(m_file_, zeros, len * sizeof(float), off);
-    offload::IoHandle b = aio_->write(v_file_, zeros, len * sizeof(float), off);
-    aio_->wait(a);
-    aio_->wait(b);
-  }
+  for (BufferSet& set : sets_)
+    for (float*& b : set.buf) b = static_cast<float*>(pool_->acquire());
+  write_file(Master, master);
+  write_file(ExpAvg, nullptr);  // Adam starts from zeros
+  write_file(ExpAvgSq, nullptr);
 }
 
 NvmeOptimizerState::~NvmeOptimizerState() {
@@ -67,74 +60,96 @@ NvmeOptimizerState::~NvmeOptimizerState() {
   }
 }
 
-offload::IoFile& NvmeOptimizerState::file(const std::string& name) {
-  if (name == "exp_avg") return m_file_;
-  if (name == "exp_avg_sq") return v_file_;
+int NvmeOptimizerState::part(const std::string& name) const {
+  for (int p = 0; p < kParts; ++p)
+    if (name == kPartNames[p]) return p;
   throw RuntimeError("NVMe optimizer state has no buffer '" + name + "'");
 }
+
+const std::string& NvmeOptimizerState::path(const std::string& name) const { return files_[part(name)].path(); }
 
 void NvmeOptimizerState::wait(offload::IoHandle& h) {
   if (h == kNone) return;
   const auto t0 = std::chrono::steady_clock::now();
-  aio_->wait(h);
+  const offload::IoHandle pending = h;
+  h = kNone;  // waited on once, also when the wait throws
+  aio_->wait(pending);
   io_wait_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  h = kNone;
 }
 
-void NvmeOptimizerState::step(float* params, const float* grads, const std::vector<DecayRange>& ranges,
-                              const offload::CpuAdamHyper& hyper, int64_t step) {
-  const size_t groups = (n_ + group_ - 1) / group_, k = sets_.size();
+void NvmeOptimizerState::step(const float* grads, const std::vector<DecayRange>& ranges,
+                              const offload::CpuAdamHyper& hyper, int64_t step, const MasterSink& updated) {
+  const size_t count = groups(), k = sets_.size();
   // Reads run this many sub-groups ahead of the update; with k >= 3 one set is left for the previous write-back.
   const size_t ahead = std::max<size_t>(1, k - 2);
-  auto bytes_of = [&](size_t g) { return std::min(group_, n_ - g * group_) * sizeof(float); };
-  auto offset_of = [&](size_t g) { return static_cast<int64_t>(g * group_ * sizeof(float)); };
   events_.clear();
   size_t next_read = 0;
-  for (size_t g = 0; g < groups; ++g) {
-    for (; next_read < groups && next_read <= g + ahead; ++next_read) {
+  for (size_t g = 0; g < count; ++g) {
+    for (; next_read < count && next_read <= g + ahead; ++next_read) {
       BufferSet& set = sets_[next_read % k];
-      // The set's previous sub-group must be written back before it is read into again.
-      wait(set.write_m);
-      wait(set.write_v);
-      set.read_m = aio_->read(m_file_, set.m, bytes_of(next_read), offset_of(next_read));
-      set.read_v = aio_->read(v_file_, set.v, bytes_of(next_read), offset_of(next_read));
+      const size_t len = len_of(next_read);
+      for (int p = 0; p < kParts; ++p) {
+        // The set's previous sub-group must be written back before it is read into again.
+        wait(set.write[p]);
+        set.read[p] = aio_->read(files_[p], set.buf[p], len * sizeof(float), offset_of(next_read, group_));
+      }
       events_.push_back({PipelineEvent::ReadIssued, next_read, next_read % k});
     }
     BufferSet& set = sets_[g % k];
-    wait(set.read_m);
-    wait(set.read_v);
+    for (offload::IoHandle& h : set.read) wait(h);
     events_.push_back({PipelineEvent::UpdateBegin, g, g % k});
-    const size_t begin = g * group_, len = bytes_of(g) / sizeof(float);
-    offload::cpu_adam_step(params + begin, grads + begin, set.m, set.v, len, hyper, step,
+    const size_t begin = g * group_, len = len_of(g);
+    offload::cpu_adam_step(set.buf[Master], grads + begin, set.buf[ExpAvg], set.buf[ExpAvgSq], len, hyper, step,
                            slice_ranges(ranges, begin, len));
-    set.write_m = aio_->write(m_file_, set.m, len * sizeof(float), offset_of(g));
-    set.write_v = aio_->write(v_file_, set.v, len * sizeof(float), offset_of(g));
+    for (int p = 0; p < kParts; ++p)
+      set.write[p] = aio_->write(files_[p], set.buf[p], len * sizeof(float), offset_of(g, group_));
     events_.push_back({PipelineEvent::WriteIssued, g, g % k});
+    // The write-back only reads the buffer too, so the sink runs while it is in flight.
+    updated(begin, len, set.buf[Master]);
   }
-  for (BufferSet& set : sets_) {
-    wait(set.write_m);
-    wait(set.write_v);
+  for (BufferSet& set : sets_)
+    for (offload::IoHandle& h : set.write) wait(h);
+}
+
+void NvmeOptimizerState::read_master(const MasterSink& sink) {
+  const size_t count = groups(), k = sets_.size();
+  auto issue = [&](size_t g) {
+    BufferSet& set = sets_[g % k];
+    set.read[Master] = aio_->read(files_[Master], set.buf[Master], len_of(g) * sizeof(float), offset_of(g, group_));
+  };
+  if (count > 0) issue(0);
+  for (size_t g = 0; g < count; ++g) {
+    if (g + 1 < count) issue(g + 1);
+    BufferSet& set = sets_[g % k];
+    wait(set.read[Master]);
+    sink(g * group_, len_of(g), set.buf[Master]);
   }
 }
 
 void NvmeOptimizerState::read_state(const std::string& name, float* out) {
-  offload::IoFile& f = file(name);
-  for (size_t at = 0; at < n_; at += group_) {
-    const size_t len = std::min(group_, n_ - at);
-    offload::IoHandle h = aio_->read(f, sets_[0].m, len * sizeof(float), static_cast<int64_t>(at * sizeof(float)));
+  const int p = part(name);
+  for (size_t g = 0; g < groups(); ++g) {
+    float* buf = sets_[0].buf[p];
+    offload::IoHandle h = aio_->read(files_[p], buf, len_of(g) * sizeof(float), offset_of(g, group_));
     aio_->wait(h);
-    std::memcpy(out + at, sets_[0].m, len * sizeof(float));
+    std::memcpy(out + g * group_, buf, len_of(g) * sizeof(float));
   }
 }
 
-void NvmeOptimizerState::write_state(const std::string& name, const float* in) {
-  offload::IoFile& f = file(name);
-  for (size_t at = 0; at < n_; at += group_) {
-    const size_t len = std::min(group_, n_ - at);
-    std::memcpy(sets_[0].m, in + at, len * sizeof(float));
-    offload::IoHandle h = aio_->write(f, sets_[0].m, len * sizeof(float), static_cast<int64_t>(at * sizeof(float)));
-    aio_->wait(h);
+void NvmeOptimizerState::write_state(const std::string& name, const float* in) { write_file(part(name), in); }
+
+void NvmeOptimizerState::write_file(int p, const float* src) {
+  const size_t k = sets_.size();
+  for (size_t g = 0; g < groups(); ++g) {
+    BufferSet& set = sets_[g % k];
+    wait(set.write[p]);  // the set's previous sub-group has left its buffer
+    if (src)
+      std::memcpy(set.buf[p], src + g * group_, len_of(g) * sizeof(float));
+    else
+      std::memset(set.buf[p], 0, len_of(g) * sizeof(float));
+    set.write[p] = aio_->write(files_[p], set.buf[p], len_of(g) * sizeof(float), offset_of(g, group_));
   }
+  for (BufferSet& set : sets_) wait(set.write[p]);
 }
 
 }  // namespace zt

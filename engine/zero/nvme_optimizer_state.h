@@ -1,11 +1,14 @@
 #pragma once
-// ZeRO-Infinity's optimizer offload to NVMe: Adam's exp_avg and exp_avg_sq of this rank's partition live in two
-// swap files under offload_optimizer.nvme_path and pass through memory one sub-group (sub_group_size elements) at a
-// time. offload_optimizer.buffer_count (>= 2) buffer sets, each holding one sub-group's m and v, pipeline the step:
-// while sub-group g is updated (vectorised CPU Adam), the reads of g+1 .. g+max(1, k-2) are in flight and (k >= 3)
-// the write-back of g-1 too. With k = 2 the write-back of g-1 completes before g+1 is read into its buffers.
+// ZeRO-Infinity's optimizer offload to NVMe: the fp32 master weights of this rank's partition and Adam's exp_avg and
+// exp_avg_sq over it live in three swap files under offload_optimizer.nvme_path and pass through memory one
+// sub-group (sub_group_size elements) at a time. offload_optimizer.buffer_count (>= 2) buffer sets, each holding one
+// sub-group's master, m and v, pipeline the step: while sub-group g is updated (vectorised CPU Adam), the reads of
+// g+1 .. g+max(1, k-2) are in flight and (k >= 3) the write-back of g-1 too. With k = 2 the write-back of g-1
+// completes before g+1 is read into its buffers. No copy of the master stays in memory: each updated sub-group is
+// handed to the caller's sink, which refreshes the working-precision parameters wherever they live.
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,20 +22,29 @@
 
 namespace zt {
 
+// Receives master elements [begin, begin + len) of the partition; master points at them and is valid only during
+// the call.
+using MasterSink = std::function<void(size_t begin, size_t len, const float* master)>;
+
 class NvmeOptimizerState {
  public:
-  // n: the partition's elements. Creates and zero-fills the swap files; throws RuntimeError naming nvme_path.
-  NvmeOptimizerState(const Config& cfg, size_t n, int rank);
+  // n: the partition's elements; master: their initial fp32 values. Creates the swap files, writes the master and
+  // zero-fills the Adam state; throws RuntimeError naming nvme_path.
+  NvmeOptimizerState(const Config& cfg, size_t n, int rank, const float* master);
   ~NvmeOptimizerState();
 
-  // One Adam/AdamW update of params[0..n) with grads (ranges as Optimizer::step).
-  void step(float* params, const float* grads, const std::vector<DecayRange>& ranges,
-            const offload::CpuAdamHyper& hyper, int64_t step);
-  // Checkpoint access: "exp_avg" or "exp_avg_sq", n floats.
+  // One Adam/AdamW update of the master with grads[0..n) (ranges as Optimizer::step). Every updated sub-group goes
+  // to updated, in order, each element once.
+  void step(const float* grads, const std::vector<DecayRange>& ranges, const offload::CpuAdamHyper& hyper,
+            int64_t step, const MasterSink& updated);
+  // The current master through sink, in order, one sub-group at a time (the next one's read in flight).
+  void read_master(const MasterSink& sink);
+  // Checkpoint access: "master", "exp_avg" or "exp_avg_sq", n floats.
   void read_state(const std::string& name, float* out);
   void write_state(const std::string& name, const float* in);
+  const std::string& path(const std::string& name) const;  // the swap file holding it
 
-  double io_wait_seconds() const { return io_wait_s_; }  // accumulated time step() spent waiting on I/O
+  double io_wait_seconds() const { return io_wait_s_; }  // accumulated time spent waiting on I/O
   size_t buffer_bytes() const { return pool_->count() * pool_->buffer_bytes(); }
   size_t buffer_sets() const { return sets_.size(); }
   size_t sub_group_elements() const { return group_; }
@@ -47,18 +59,24 @@ class NvmeOptimizerState {
   const std::vector<PipelineEvent>& last_step_events() const { return events_; }
 
  private:
-  offload::IoFile& file(const std::string& name);
+  // What each buffer set holds and each swap file stores, in this order.
+  enum Part { Master, ExpAvg, ExpAvgSq, kParts };
+  int part(const std::string& name) const;
   void wait(offload::IoHandle& h);
+  size_t groups() const { return (n_ + group_ - 1) / group_; }
+  size_t len_of(size_t g) const { return std::min(group_, n_ - g * group_); }
+  static int64_t offset_of(size_t g, size_t group) { return static_cast<int64_t>(g * group * sizeof(float)); }
+  // Writes n floats of src (nullptr: zeros) into the part's file through the buffer sets.
+  void write_file(int p, const float* src);
 
   size_t n_;
   size_t group_;  // elements per sub-group, a multiple of the I/O alignment
   std::unique_ptr<offload::AsyncIO> aio_;
-  offload::IoFile m_file_, v_file_;
+  offload::IoFile files_[kParts];
   std::unique_ptr<offload::PinnedBufferPool> pool_;
   struct BufferSet {
-    float* m = nullptr;
-    float* v = nullptr;
-    offload::IoHandle read_m = 0, read_v = 0, write_m = 0, write_v = 0;
+    float* buf[kParts] = {};
+    offload::IoHandle read[kParts] = {}, write[kParts] = {};
   };
   std::vector<BufferSet> sets_;
   std::vector<PipelineEvent> events_;

@@ -24,7 +24,8 @@ OwnedPartition::OwnedPartition(const Config& cfg, GPT2& model, ProcessGroup& pg)
     if (!adam)
       throw ConfigError("zero_optimization.offload_optimizer.device=nvme needs Adam or AdamW (the offloaded step is "
                         "CPU Adam), not SGD");
-    nvme_ = std::make_unique<NvmeOptimizerState>(cfg, map_.partition_numel(), pg.rank());
+    nvme_ = std::make_unique<NvmeOptimizerState>(cfg, map_.partition_numel(), pg.rank(), master_.data());
+    std::vector<float>().swap(master_);  // the swap file holds it from now on
   } else {
     optimizer_ = make_optimizer(cfg.optimizer, map_.partition_numel());
     cpu_adam_ = where == OffloadDevice::Cpu && adam;
@@ -45,23 +46,42 @@ offload::CpuAdamHyper OwnedPartition::adam_hyper(double lr) const {
 
 void OwnedPartition::zero_grads() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
 
-bool OwnedPartition::update(double lr, int64_t step, StepResult& r) {
+bool OwnedPartition::update(double lr, int64_t step, StepResult& r, const MasterSink& updated) {
   if (!finish_gradients(pg_, scaler_, grads_.data(), grads_.size(), cfg_.gradient_clipping, true, r)) return false;
   if (nvme_) {
     const double waited = nvme_->io_wait_seconds();
-    nvme_->step(master_.data(), grads_.data(), ranges_, adam_hyper(lr), step);
+    nvme_->step(grads_.data(), ranges_, adam_hyper(lr), step, updated);
     r.io_wait_s = nvme_->io_wait_seconds() - waited;
-  } else if (cpu_adam_) {
+    return true;
+  }
+  if (cpu_adam_)
     offload::cpu_adam_step(master_.data(), grads_.data(), state_buffer("exp_avg"), state_buffer("exp_avg_sq"),
                            master_.size(), adam_hyper(lr), step, ranges_);
-  } else {
+  else
     optimizer_->step(master_.data(), grads_.data(), ranges_, lr, step);
-  }
+  updated(0, master_.size(), master_.data());
   return true;
 }
 
+void OwnedPartition::stream_master(const MasterSink& sink) {
+  if (nvme_)
+    nvme_->read_master(sink);
+  else
+    sink(0, master_.size(), master_.data());
+}
+
+void OwnedPartition::read_master(float* out) { export_partition("master", out); }
+
+const float* OwnedPartition::master_for_save(std::vector<float>& scratch) {
+  if (!nvme_) return master_.data();
+  scratch.resize(size());
+  read_master(scratch.data());
+  return scratch.data();
+}
+
 size_t OwnedPartition::optimizer_state_bytes() const {
-  return optimizer_ ? optimizer_->state().size() * optimizer_->size() * sizeof(float) : 0;
+  if (nvme_) return nvme_->buffer_bytes();
+  return optimizer_->state().size() * optimizer_->size() * sizeof(float);
 }
 
 std::vector<std::string> OwnedPartition::state_names() const {
@@ -73,7 +93,7 @@ float* OwnedPartition::state_buffer(const std::string& name) {
 }
 
 void OwnedPartition::export_partition(const std::string& name, float* partition) {
-  if (nvme_ && name != "master") {
+  if (nvme_) {
     nvme_->read_state(name, partition);
     return;
   }
@@ -81,7 +101,7 @@ void OwnedPartition::export_partition(const std::string& name, float* partition)
 }
 
 void OwnedPartition::import_full(const std::string& name, const float* flat) {
-  if (nvme_ && name != "master") {
+  if (nvme_) {
     std::vector<float> part(map_.partition_numel());
     map_.flat_to_partition(flat, part.data(), pg_.rank());
     nvme_->write_state(name, part.data());

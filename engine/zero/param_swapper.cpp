@@ -171,24 +171,54 @@ void ParamSwapper::unpin(int unit) {
   }
 }
 
-void ParamSwapper::write_partition(const float* master) {
-  for (Slot& s : slots_) {
-    if (s.pins > 0)
-      throw RuntimeError("offload_param: the partition is written back while unit " + std::to_string(s.unit) +
-                         " is still being gathered");
-    evict(s);
+void ParamSwapper::write_range(size_t begin, size_t len, const float* master) {
+  if (!writing_) {
+    for (Slot& s : slots_) {
+      if (s.pins > 0)
+        throw RuntimeError("offload_param: the partition is written back while unit " + std::to_string(s.unit) +
+                           " is still being gathered");
+      evict(s);
+    }
+    writing_ = true;
+    written_ = 0;
+    write_unit_ = 0;
   }
-  for (size_t u = 0; u < map_.units().size(); ++u) {
-    Slot& s = slots_[u % slots_.size()];
-    wait_io(s);
-    const UnitShard& sh = map_.units()[u];
+  if (begin != written_ || begin + len > map_.partition_numel())
+    throw RuntimeError("offload_param: write-back of partition elements [" + std::to_string(begin) + ", " +
+                       std::to_string(begin + len) + ") after " + std::to_string(written_) + " of " +
+                       std::to_string(map_.partition_numel()) + " (out of order)");
+  const size_t end = begin + len;
+  while (written_ < end) {
+    // Unit u's shard goes to slot u mod count; units arrive in order, so only the last one can be incomplete.
+    const UnitShard& sh = map_.units()[write_unit_];
+    Slot& s = slots_[write_unit_ % slots_.size()];
+    if (written_ == sh.local_offset) wait_io(s);  // the slot's previous shard has left its buffer
+    const size_t at = written_ - sh.local_offset, n = std::min(end, sh.local_offset + sh.shard) - written_;
+    const float* src = master + (written_ - begin);
     if (is_mixed(precision_))
-      to_working_bits(master + sh.local_offset, static_cast<uint16_t*>(s.buffer), sh.shard, precision_);
+      to_working_bits(src, static_cast<uint16_t*>(s.buffer) + at, n, precision_);
     else
-      std::memcpy(s.buffer, master + sh.local_offset, sh.shard * sizeof(float));
-    s.io = aio_->write(file_, s.buffer, shard_bytes(static_cast<int>(u)), offsets_[u]);
+      std::memcpy(static_cast<float*>(s.buffer) + at, src, n * sizeof(float));
+    written_ += n;
+    if (written_ == sh.local_offset + sh.shard) {
+      s.io = aio_->write(file_, s.buffer, shard_bytes(static_cast<int>(write_unit_)), offsets_[write_unit_]);
+      ++write_unit_;
+    }
   }
+}
+
+void ParamSwapper::finish_write() {
+  if (!writing_) return;
+  writing_ = false;
   for (Slot& s : slots_) wait_io(s);
+  if (written_ != map_.partition_numel())
+    throw RuntimeError("offload_param: write-back ended after " + std::to_string(written_) + " of " +
+                       std::to_string(map_.partition_numel()) + " partition elements");
+}
+
+void ParamSwapper::write_partition(const float* master) {
+  write_range(0, map_.partition_numel(), master);
+  finish_write();
 }
 
 }  // namespace zt

@@ -29,9 +29,14 @@ class ParamSwapper {
   ParamSwapper(const PartitionMap& map, const Config& cfg, int rank, WorkingPrecision precision);
   ~ParamSwapper();
 
-  // Writes the whole partition (the fp32 master, converted to working precision) through the buffers, buffer_count
-  // writes in flight. Drops every resident shard first; nothing may be pinned.
-  void write_partition(const float* master);
+  // Writes the partition back (the fp32 master, converted to working precision) as the optimizer produces it:
+  // write_range for consecutive ranges [begin, begin + len) of the partition from 0 (master points at element
+  // begin), then finish_write once they cover it. A unit's shard is written through the buffers (buffer_count writes
+  // in flight) as soon as all its elements have arrived. The first write_range drops every resident shard; nothing
+  // may be pinned. finish_write without a write_range (a skipped step) does nothing.
+  void write_range(size_t begin, size_t len, const float* master);
+  void finish_write();
+  void write_partition(const float* master);  // the whole partition at once
   // Starts reading the unit's shard when it is neither resident nor being read, into a free buffer or one whose
   // shard was already used, within max_in_cpu. False when it cannot (the caller stops reading ahead).
   bool read_ahead(int unit);
@@ -77,6 +82,9 @@ class ParamSwapper {
   std::vector<Slot> slots_;
   std::vector<int> slot_of_;  // unit -> slot, -1 when not in memory
   size_t resident_ = 0, peak_resident_ = 0, reads_ = 0;
+  bool writing_ = false;
+  size_t written_ = 0;     // partition elements received by write_range since the write began
+  size_t write_unit_ = 0;  // the unit whose shard written_ falls in
   uint64_t clock_ = 0;
   double io_wait_s_ = 0.0;
 };

@@ -91,4 +91,16 @@ void PartitionMap::partition_to_flat(const float* part, float* flat, int rank) c
   }
 }
 
+void PartitionMap::partition_range_to_flat(const float* part, size_t begin, size_t len, float* flat,
+                                          int rank) const {
+  const size_t end = begin + len;
+  for (size_t u = 0; u < units_.size(); ++u) {
+    const UnitShard& s = units_[u];
+    auto [b, e] = owned_flat_range(static_cast<int>(u), rank);
+    // The unit's real elements in the partition: [local_offset, local_offset + e - b).
+    const size_t lo = std::max(begin, s.local_offset), hi = std::min(end, s.local_offset + (e - b));
+    if (lo < hi) std::memcpy(flat + b + (lo - s.local_offset), part + (lo - begin), (hi - lo) * sizeof(float));
+  }
+}
+
 }  // namespace zt

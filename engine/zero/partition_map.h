@@ -50,6 +50,8 @@ class PartitionMap {
   // Copies between the full flat layout and rank r's partition layout (padding is zero-filled on the way in).
   void flat_to_partition(const float* flat, float* part, int rank) const;
   void partition_to_flat(const float* part, float* flat, int rank) const;
+  // The same for partition elements [begin, begin + len) only; part points at element begin. Padding is skipped.
+  void partition_range_to_flat(const float* part, size_t begin, size_t len, float* flat, int rank) const;
 
  private:
   int world_size_;

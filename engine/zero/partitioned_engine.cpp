@@ -1,6 +1,8 @@
 // Stages 1 and 2: each rank keeps the fp32 master weights and optimizer state of its partition only, updates that
-// partition and all-gathers the result. Stage 1 reduces gradients once at the accumulation boundary (reduce-scatter
-// when `reduce_scatter`, else all-reduce and keep the owned part). Stage 2 reduce-scatters each unit's gradients
+// partition and all-gathers the result. With offload_optimizer nvme the master lives in a swap file: each updated
+// sub-group is copied straight into this rank's elements of the model's parameters, and the all-gather sends those.
+// Stage 1 reduces gradients once at the accumulation boundary (reduce-scatter when `reduce_scatter`, else
+// all-reduce and keep the owned part). Stage 2 reduce-scatters each unit's gradients
 // as soon as backward has finished them, so that full gradients exist only for the units backward is working on;
 // with `overlap_comm` those reduce-scatters run while backward goes on.
 #include <algorithm>
@@ -61,7 +63,7 @@ class PartitionedEngine : public ZeroEngine, private UnitHooks {
 
   StepResult step(double lr, int64_t step) override {
     StepResult r;
-    if (owned_.update(lr, step, r)) publish_master();
+    if (owned_.update(lr, step, r, into_model())) publish_master();
     return r;
   }
 
@@ -73,7 +75,8 @@ class PartitionedEngine : public ZeroEngine, private UnitHooks {
     // Stage 1 keeps full gradients for accumulation; stage 2 only the owned partition (the units in flight are
     // transient buffers).
     m.grad_bytes = (stage_ == 1 ? model_.num_params() : owned_.size()) * sizeof(float);
-    // The fp32 master partition is kept in every precision, as DeepSpeed's partitioned optimizer does.
+    // The fp32 master partition is kept in every precision, as DeepSpeed's partitioned optimizer does (with NVMe
+    // offload in a swap file, as Adam's state: then this counts only their staging buffers).
     m.optimizer_bytes = owned_.optimizer_bytes();
     m.comm_bytes = (bucketer_ ? bucketer_->comm_bytes() : 0) + pool_.peak_bytes_in_use() +
                    gather_scratch_.capacity() * sizeof(float);
@@ -81,25 +84,40 @@ class PartitionedEngine : public ZeroEngine, private UnitHooks {
   }
 
   float loss_scale() const override { return owned_.loss_scale(); }
-  void gather_full_params(float* out) override { allgather_master(out); }
+  void gather_full_params(float* out) override {
+    std::vector<float> scratch;  // a save, not a step: with NVMe offload the master is read from its file for it
+    allgather_partition(owned_.map(), pg_, owned_.master_for_save(scratch), out, bucket_elems(), gather_scratch_);
+  }
   int stage() const override { return stage_; }
   const PartitionMap& partition_map() const override { return owned_.map(); }
   std::vector<std::string> state_names() const override { return owned_.state_names(); }
   void export_partition(const std::string& name, float* part) override { owned_.export_partition(name, part); }
   void import_full(const std::string& name, const float* flat) override { owned_.import_full(name, flat); }
-  void finish_import() override { publish_master(); }
+  void finish_import() override {
+    owned_.stream_master(into_model());
+    publish_master();
+  }
   ScalerState scaler_state() const override { return owned_.scaler_state(); }
   void set_scaler_state(const ScalerState& s) override { owned_.set_scaler_state(s); }
 
  private:
-  void allgather_master(float* flat) {
-    allgather_partition(owned_.map(), pg_, owned_.master(), flat,
-                        static_cast<size_t>(std::max<int64_t>(cfg_.zero.allgather_bucket_size, 1)), gather_scratch_);
+  size_t bucket_elems() const { return static_cast<size_t>(std::max<int64_t>(cfg_.zero.allgather_bucket_size, 1)); }
+
+  // NVMe offload: the master's sub-groups, as the optimizer or the swap file hands them over, into this rank's
+  // elements of the model's parameters. With the master in memory the all-gather reads it directly.
+  MasterSink into_model() {
+    return [this](size_t begin, size_t len, const float* master) {
+      if (!owned_.master_in_memory())
+        owned_.map().partition_range_to_flat(master, begin, len, model_.param_data(), pg_.rank());
+    };
   }
 
   // Every rank's updated master partition into the model's working parameters.
   void publish_master() {
-    allgather_master(model_.param_data());
+    if (const float* master = owned_.master_in_memory())
+      allgather_partition(owned_.map(), pg_, master, model_.param_data(), bucket_elems(), gather_scratch_);
+    else
+      allgather_own_shards(owned_.map(), pg_, model_.param_data(), bucket_elems(), gather_scratch_);
     round_to_working(model_.param_data(), model_.num_params(), precision_);
   }
 

@@ -26,14 +26,18 @@ class Stage3Engine : public ZeroEngine, private UnitHooks {
                   cfg.zero.overlap_comm),
         unit_grads_(static_cast<size_t>(model.num_units()), nullptr) {
     model_.release_own_buffers();  // from here on the model sees parameters only through the hooks
-    // fp32: the coordinator gathers straight from the master partition; bf16/fp16: from a 16-bit copy of it;
-    // offload_param nvme: from that working-precision partition in a swap file, which replaces the 16-bit copy.
-    const void* working = owned_.master();
+    // fp32: the coordinator gathers straight from the master partition (from an fp32 copy of it when the master
+    // lives in the optimizer's swap file); bf16/fp16: from a 16-bit copy of it; offload_param nvme: from that
+    // working-precision partition in a swap file, which replaces the in-memory copy.
+    const void* working = owned_.master_in_memory();
     if (cfg.zero.offload_param.device == OffloadDevice::Nvme) {
       swapper_ = std::make_unique<ParamSwapper>(owned_.map(), cfg, pg.rank(), precision_);
     } else if (is_mixed(precision_)) {
       working_.resize(owned_.size());
       working = working_.data();
+    } else if (!working) {
+      working_f32_.resize(owned_.size());
+      working = working_f32_.data();
     }
     coordinator_ =
         std::make_unique<ParamCoordinator>(owned_.map(), pg, cfg.zero, working, precision_, swapper_.get());
@@ -52,11 +56,11 @@ class Stage3Engine : public ZeroEngine, private UnitHooks {
 
   StepResult step(double lr, int64_t step) override {
     StepResult r;
-    if (owned_.update(lr, step, r)) {
-      publish_master();
-    } else {
-      coordinator_->end_step();  // skipped: weights unchanged, but the step's gathers end here
-    }
+    // Every gathered copy goes before the update: the optimizer hands the master to the working copy sub-group by
+    // sub-group. Skipped step: weights unchanged, but the step's gathers end here too.
+    coordinator_->drop_all();
+    if (owned_.update(lr, step, r, to_working()) && swapper_) swapper_->finish_write();
+    coordinator_->end_step();
     if (swapper_) {
       // Parameter reads waited on during forward and backward, and this step's write-back.
       r.io_wait_s += swapper_->io_wait_seconds() - param_io_wait_s_;
@@ -68,20 +72,22 @@ class Stage3Engine : public ZeroEngine, private UnitHooks {
   MemoryStats memory() const override {
     MemoryStats m;
     const bool mixed = is_mixed(precision_);
-    // fp32: the partition is the master copy itself; mixed: a 16-bit working partition plus the fp32 master.
-    // offload_param nvme: the working partition is on disk and only the swapper's buffers are in memory; the fp32
-    // master stays with the optimizer.
+    // fp32: the partition is the master copy itself (an fp32 copy of it when the master is in the optimizer's swap
+    // file); mixed: a 16-bit working partition plus the fp32 master. offload_param nvme: the working partition is on
+    // disk and only the swapper's buffers are in memory. The fp32 master is in memory unless offload_optimizer nvme
+    // keeps it in a swap file.
     m.param_bytes = swapper_ ? swapper_->buffer_bytes() : owned_.size() * (mixed ? sizeof(uint16_t) : sizeof(float));
     m.grad_bytes = owned_.size() * sizeof(float);
-    m.optimizer_bytes = mixed || swapper_ ? owned_.optimizer_bytes() : owned_.optimizer_state_bytes();
+    const bool master_is_working = !mixed && !swapper_ && owned_.master_in_memory();
+    m.optimizer_bytes = master_is_working ? owned_.optimizer_state_bytes() : owned_.optimizer_bytes();
     m.comm_bytes = bucketer_.comm_bytes() + coordinator_->pool_peak_bytes() + grad_pool_.peak_bytes_in_use();
     return m;
   }
 
   float loss_scale() const override { return owned_.loss_scale(); }
   void gather_full_params(float* out) override {
-    std::vector<float> scratch;  // a save, not a step: no buffer to keep
-    allgather_partition(owned_.map(), pg_, owned_.master(), out,
+    std::vector<float> scratch, master;  // a save, not a step: no buffer to keep
+    allgather_partition(owned_.map(), pg_, owned_.master_for_save(master), out,
                         static_cast<size_t>(std::max<int64_t>(cfg_.zero.allgather_bucket_size, 1)), scratch);
   }
   int stage() const override { return 3; }
@@ -95,15 +101,27 @@ class Stage3Engine : public ZeroEngine, private UnitHooks {
   const ParamCoordinator& coordinator() const { return *coordinator_; }
 
  private:
-  // The master partition changed: drop every stale gathered unit, refresh the working copy (the 16-bit one, or the
-  // swap file) and gather the persistent units again.
+  // The master partition changed (start, checkpoint import): drop every stale gathered unit, refresh the working
+  // copy from the master and gather the persistent units again.
   void publish_master() {
     coordinator_->drop_all();
-    if (swapper_)
-      swapper_->write_partition(owned_.master());
-    else if (is_mixed(precision_))
-      to_working_bits(owned_.master(), working_.data(), owned_.size(), precision_);
+    owned_.stream_master(to_working());
+    if (swapper_) swapper_->finish_write();
     coordinator_->end_step();
+  }
+
+  // Master elements [begin, begin + len) into the working copy the coordinator gathers from: the 16-bit partition,
+  // the fp32 copy, or the parameter swap file (which writes each unit's shard once all of it has arrived). fp32 with
+  // the master in memory: the coordinator reads the master itself.
+  MasterSink to_working() {
+    return [this](size_t begin, size_t len, const float* master) {
+      if (swapper_)
+        swapper_->write_range(begin, len, master);
+      else if (is_mixed(precision_))
+        to_working_bits(master, working_.data() + begin, len, precision_);
+      else if (!working_f32_.empty())
+        std::copy(master, master + len, working_f32_.begin() + static_cast<ptrdiff_t>(begin));
+    };
   }
 
   void before_forward(int unit) override {
@@ -131,6 +149,7 @@ class Stage3Engine : public ZeroEngine, private UnitHooks {
   OwnedPartition owned_;
   GradientBucketer bucketer_;
   std::vector<uint16_t> working_;  // bf16/fp16 copy of the master partition that the coordinator gathers
+  std::vector<float> working_f32_;  // fp32 copy of it when the master lives in the optimizer's swap file
   std::unique_ptr<ParamSwapper> swapper_;  // offload_param nvme: the working partition's swap file
   double param_io_wait_s_ = 0.0;           // swapper wait already reported
   std::unique_ptr<ParamCoordinator> coordinator_;

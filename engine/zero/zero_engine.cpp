@@ -16,16 +16,17 @@ std::unique_ptr<ZeroEngine> make_zero_engine(const Config& cfg, GPT2& model, Pro
   if (pg.rank() == 0) {
     const auto& z = cfg.zero;
     if (z.offload_optimizer.device == OffloadDevice::Nvme)
-      spdlog::info("offload_optimizer: Adam state streams through swap files in {} in sub-groups of {} elements, "
-                   "{} buffer sets",
+      spdlog::info("offload_optimizer: the fp32 master weights and Adam state stream through swap files in {} in "
+                   "sub-groups of {} elements, {} buffer sets; no fp32 master is kept in memory",
                    z.offload_optimizer.nvme_path, z.sub_group_size, z.offload_optimizer.buffer_count);
     if (z.offload_param.device == OffloadDevice::Nvme)
       spdlog::info("offload_param: each rank's parameter partition ({}) lives in a swap file in {}; stage 3 reads "
                    "unit shards ahead along the recorded trace through {} buffers, at most {} elements in memory, "
-                   "and writes the updated partition back after each step (the fp32 master copy stays in host memory "
-                   "with the optimizer)",
+                   "and writes the updated partition back during each step (the fp32 master copy stays with the "
+                   "optimizer, {})",
                    working_precision(cfg) == WorkingPrecision::F32 ? "fp32" : "16-bit", z.offload_param.nvme_path,
-                   z.offload_param.buffer_count, z.offload_param.max_in_cpu);
+                   z.offload_param.buffer_count, z.offload_param.max_in_cpu,
+                   z.offload_optimizer.device == OffloadDevice::Nvme ? "in its swap file" : "in host memory");
     if (z.offload_optimizer.device == OffloadDevice::Cpu)
       spdlog::info("offload_optimizer to cpu: the step runs in the vectorised CPU Adam ({})",
                    offload::cpu_isa_name(offload::cpu_adam_isa()));

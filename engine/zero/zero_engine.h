@@ -35,7 +35,7 @@ struct StepResult {
 struct MemoryStats {
   size_t param_bytes = 0;
   size_t grad_bytes = 0;
-  size_t optimizer_bytes = 0;  // fp32 master copy (where one is kept) + optimizer state
+  size_t optimizer_bytes = 0;  // in memory: fp32 master copy (where one is kept) + optimizer state or its buffers
   size_t comm_bytes = 0;       // peak transient buffers
   size_t model_state_bytes() const { return param_bytes + grad_bytes + optimizer_bytes; }
 };

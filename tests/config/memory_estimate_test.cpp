@@ -87,6 +87,18 @@ TEST(MemoryEstimate, OffloadMovesOptimizerAndParams) {
   EXPECT_EQ(nvme.host, 0);
 }
 
+// Stage 3 in fp32 gathers from a working partition in memory while the NVMe optimizer keeps the master in a file.
+TEST(MemoryEstimate, NvmeOptimizerKeepsTheMasterOnNvmeAtStage3) {
+  ModelStateBytes in_memory = estimate(3, 2, Precision::Fp32);
+  EXPECT_EQ(in_memory.optimizer_states, 4000000);  // m and v; the parameter partition is the master
+  ModelStateBytes nvme = estimate(3, 2, Precision::Fp32, OffloadDevice::Nvme);
+  EXPECT_EQ(nvme.params, 2000000);
+  EXPECT_EQ(nvme.device, 2000000 + 2000000);  // the fp32 working partition and the gradients
+  EXPECT_EQ(nvme.nvme, 6000000);              // master, m, v
+  ModelStateBytes cpu = estimate(3, 2, Precision::Fp32, OffloadDevice::Cpu);
+  EXPECT_EQ(cpu.host, 4000000) << "offload to cpu keeps the partition as the master";
+}
+
 TEST(MemoryEstimate, UnevenPartitionRoundsUp) {
   MemoryEstimateInput in;
   in.num_params = 10;

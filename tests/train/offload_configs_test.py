@@ -14,8 +14,9 @@ STEPS = 20
 
 EXPECTED_LOG = {
     "ds_zero_stage_3_offload_cpu.json": ["offload_optimizer to cpu", "offload_param to cpu"],
-    "ds_zero_stage_3_offload_nvme.json": ["offload_optimizer: Adam state streams through swap files",
-                                          "offload_param: each rank's parameter partition"],
+    "ds_zero_stage_3_offload_nvme.json": [
+        "offload_optimizer: the fp32 master weights and Adam state stream through swap files",
+        "offload_param: each rank's parameter partition"],
 }
 
 

@@ -1,9 +1,9 @@
 """Optimizer offload trains exactly the model that training without offload does:
-offload_optimizer.device = cpu (vectorised CPU Adam) and nvme (Adam state streamed through swap files in
-sub-groups) for stages 2 and 3 at world sizes 1 and 2: per-step losses within 1e-6 relative (they are in fact
-bit-identical) and equal final weights. Also: a checkpoint saved with NVMe offload resumes bit-identically (the
-state is read back from the swap files), swap files are removed at exit, and a missing nvme_path fails fast naming
-the path.
+offload_optimizer.device = cpu (vectorised CPU Adam) and nvme (fp32 master and Adam state streamed through swap
+files in sub-groups) for stages 1, 2 and 3 at world sizes 1 and 2 in fp32, and nvme at stages 1-3 in bf16 and fp16
+(world size 2): per-step losses within 1e-6 relative (they are in fact bit-identical) and equal final weights.
+Also: a checkpoint saved with NVMe offload resumes bit-identically (master and state are read back from the swap
+files), swap files are removed at exit, and a missing nvme_path fails fast naming the path.
 """
 import argparse
 import json
@@ -27,7 +27,7 @@ def check(cond, msg):
         failures.append(msg)
 
 
-def run(build, out, stage, world, device, nvme_dir, steps=4, extra_train=None, expect_ok=True):
+def run(build, out, stage, world, device, nvme_dir, steps=4, extra_train=None, expect_ok=True, precision="fp32"):
     cfg = {
         "train_batch_size": 8,
         "optimizer": {"type": "AdamW", "params": {"lr": 3e-3, "weight_decay": 0.1}},
@@ -39,6 +39,10 @@ def run(build, out, stage, world, device, nvme_dir, steps=4, extra_train=None, e
         "train": dict({"max_steps": steps, "seed": 9, "save_dir": out}, **(extra_train or {})),
         "world_size": world,
     }
+    if precision == "bf16":
+        cfg["bf16"] = {"enabled": True}
+    elif precision == "fp16":
+        cfg["fp16"] = {"enabled": True, "initial_scale_power": 8}
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "config.json")
     with open(path, "w") as f:
@@ -64,31 +68,35 @@ def main():
     with tempfile.TemporaryDirectory(dir=b) as tmp:
         nvme = os.path.join(tmp, "nvme")
         os.makedirs(nvme)
-        for stage in (2, 3):
-            for world in (1, 2):
-                ref = os.path.join(tmp, f"none_s{stage}_w{world}")
-                run(b, ref, stage, world, "none", nvme)
-                for device in ("cpu", "nvme"):
-                    out = os.path.join(tmp, f"{device}_s{stage}_w{world}")
-                    run(b, out, stage, world, device, nvme)
-                    la, lb = np.array(losses(out)), np.array(losses(ref))
-                    rel = float(np.max(np.abs(la - lb) / np.abs(lb)))
-                    wa, wb = read_safetensors(os.path.join(out, "model.safetensors")), \
-                        read_safetensors(os.path.join(ref, "model.safetensors"))
-                    wdiff = max(float(np.max(np.abs(wa[k] - wb[k]))) for k in wb)
-                    check(rel <= 1e-6 and wdiff <= 1e-6,
-                          f"offload {device} stage {stage} world {world}: loss rel diff {rel:.1e}, "
-                          f"weight diff {wdiff:.1e}")
+        cases = [(stage, world, "fp32", ("cpu", "nvme")) for stage in (1, 2, 3) for world in (1, 2)]
+        cases += [(stage, 2, precision, ("nvme",)) for precision in ("bf16", "fp16") for stage in (1, 2, 3)]
+        for stage, world, precision, devices in cases:
+            ref = os.path.join(tmp, f"none_s{stage}_w{world}_{precision}")
+            run(b, ref, stage, world, "none", nvme, precision=precision)
+            for device in devices:
+                out = os.path.join(tmp, f"{device}_s{stage}_w{world}_{precision}")
+                run(b, out, stage, world, device, nvme, precision=precision)
+                la, lb = np.array(losses(out)), np.array(losses(ref))
+                rel = float(np.max(np.abs(la - lb) / np.abs(lb)))
+                wa, wb = read_safetensors(os.path.join(out, "model.safetensors")), \
+                    read_safetensors(os.path.join(ref, "model.safetensors"))
+                wdiff = max(float(np.max(np.abs(wa[k] - wb[k]))) for k in wb)
+                check(rel <= 1e-6 and wdiff <= 1e-6,
+                      f"offload {device} stage {stage} world {world} {precision}: loss rel diff {rel:.1e}, "
+                      f"weight diff {wdiff:.1e}")
         check(os.listdir(nvme) == [], f"swap files are removed at exit: {os.listdir(nvme)}")
 
-        # Resume with NVMe offload: the optimizer state comes back from the checkpoint into fresh swap files.
-        a = os.path.join(tmp, "resume_a")
-        run(b, a, 3, 2, "nvme", nvme, steps=6, extra_train={"save_interval": 3})
-        r = os.path.join(tmp, "resume_b")
-        os.makedirs(r)
-        shutil.copytree(os.path.join(a, "global_step3"), os.path.join(r, "global_step3"))
-        run(b, r, 3, 2, "nvme", nvme, steps=6, extra_train={"save_interval": 3, "resume": "global_step3"})
-        check(losses(r) == losses(a)[3:], f"NVMe-offload resume is bit-identical: {losses(r)} vs {losses(a)[3:]}")
+        # Resume with NVMe offload: master and optimizer state come back from the checkpoint into fresh swap files.
+        for stage, precision in ((3, "fp32"), (1, "bf16")):
+            a = os.path.join(tmp, f"resume_a_s{stage}_{precision}")
+            run(b, a, stage, 2, "nvme", nvme, steps=6, extra_train={"save_interval": 3}, precision=precision)
+            r = os.path.join(tmp, f"resume_b_s{stage}_{precision}")
+            os.makedirs(r)
+            shutil.copytree(os.path.join(a, "global_step3"), os.path.join(r, "global_step3"))
+            run(b, r, stage, 2, "nvme", nvme, steps=6, extra_train={"save_interval": 3, "resume": "global_step3"},
+                precision=precision)
+            check(losses(r) == losses(a)[3:], f"NVMe-offload resume at stage {stage} {precision} is bit-identical: "
+                  f"{losses(r)} vs {losses(a)[3:]}")
 
         missing = os.path.join(tmp, "no_such_dir")
         p = run(b, os.path.join(tmp, "missing"), 2, 2, "nvme", missing, expect_ok=False)

@@ -3,8 +3,9 @@ offload does: alone and together with offload_optimizer nvme, at world sizes 1 a
 buffer_count 2 and max_in_cpu equal to the largest shard (every read evicts), in fp32 and bf16: per-step losses
 within 1e-6 relative (checked bit-identical, which holds on CPU) and equal final weights; io_wait_ms counts the
 parameter reads. A checkpoint saved with parameter offload resumes bit-identically. Impossible settings are
-rejected naming the key; a deleted parameter swap file and a read-only nvme_path fail with a named error and a
-non-zero exit, without hanging, and leave no swap file behind; so does a job stopped with SIGTERM.
+rejected naming the key; a deleted parameter swap file, a deleted optimizer master swap file and a read-only
+nvme_path fail with a named error and a non-zero exit, without hanging, and leave no swap file behind; so does a job
+stopped with SIGTERM.
 """
 import argparse
 import json
@@ -166,11 +167,13 @@ def wait_for_training(p, out, nvme):
     return []
 
 
-def swap_file_deleted(b, tmp, nvme):
-    out = os.path.join(tmp, "deleted")
-    p = start(b, out, 2, config(out, 2, nvme, opt="nvme", steps=100000))
+def swap_file_deleted(b, tmp, nvme, part="params", param="nvme"):
+    """Deletes rank 0's swap file of the given part (params, master) while the job trains."""
+    what = {"params": "parameter", "master": "optimizer master"}[part]
+    out = os.path.join(tmp, f"deleted_{part}")
+    p = start(b, out, 2, config(out, 2, nvme, param=param, opt="nvme", steps=100000))
     deleted = None
-    files = [f for f in wait_for_training(p, out, nvme) if "_params_" in f]
+    files = [f for f in wait_for_training(p, out, nvme) if f"_rank0_{part}_" in f]
     if files:
         deleted = os.path.join(nvme, sorted(files)[0])
         os.unlink(deleted)
@@ -179,11 +182,11 @@ def swap_file_deleted(b, tmp, nvme):
     except subprocess.TimeoutExpired:
         p.kill()
         text, _ = p.communicate()
-        check(False, "a deleted parameter swap file stops the run within 60 s")
+        check(False, f"a deleted {what} swap file stops the run within 60 s")
         return
-    check(deleted is not None, "the parameter swap file was found and deleted mid-run")
+    check(deleted is not None, f"the {what} swap file was found and deleted mid-run")
     check(p.returncode != 0 and deleted is not None and f"swap file {deleted} was deleted while in use" in text,
-          f"a deleted parameter swap file fails naming it: rc {p.returncode}, "
+          f"a deleted {what} swap file fails naming it: rc {p.returncode}, "
           f"{[line for line in text.splitlines() if 'deleted' in line][:1]}")
     check(os.listdir(nvme) == [], f"the other rank's swap files are removed too: {os.listdir(nvme)}")
 
@@ -193,7 +196,9 @@ def stopped_by_sigterm(b, tmp, nvme):
     out = os.path.join(tmp, "sigterm")
     p = start(b, out, 2, config(out, 2, nvme, opt="nvme", steps=100000))
     files = wait_for_training(p, out, nvme)
-    check(len(files) == 6, f"2 ranks x (parameters, exp_avg, exp_avg_sq) swap files while training: {files}")
+    kinds = sorted(f.split("_", 3)[3].rsplit("_", 1)[0] for f in files)  # zt_swap_<pid>_<rank>_<part>_<k>.bin
+    want = sorted(f"rank{r}_{part}" for r in (0, 1) for part in ("params", "master", "exp_avg", "exp_avg_sq"))
+    check(kinds == want, f"2 ranks x (parameters, master, exp_avg, exp_avg_sq) swap files while training: {files}")
     p.send_signal(signal.SIGTERM)
     try:
         p.communicate(timeout=60)
@@ -238,6 +243,7 @@ def main():
         resume(b, tmp, nvme)
         bad_settings(b, tmp, nvme)
         swap_file_deleted(b, tmp, nvme)
+        swap_file_deleted(b, tmp, nvme, part="master", param="none")
         stopped_by_sigterm(b, tmp, nvme)
         read_only(b, tmp)
     if failures:

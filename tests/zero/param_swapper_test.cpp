@@ -1,6 +1,7 @@
-// ParamSwapper, the stage-3 parameter swap file: shards come back as written (fp32 and bf16 bits), at most
-// max_in_cpu elements are ever in memory, read-ahead stops at the budget instead of evicting what was read ahead,
-// pinned shards are never evicted, and impossible settings are rejected naming the key.
+// ParamSwapper, the stage-3 parameter swap file: shards come back as written (fp32 and bf16 bits, also when the
+// partition arrives range by range), at most max_in_cpu elements are ever in memory, read-ahead stops at the budget
+// instead of evicting what was read ahead, pinned shards are never evicted, and impossible settings are rejected
+// naming the key.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -85,6 +86,42 @@ TEST_F(ParamSwapperTest, ReadAheadStopsAtTheBudgetAndPinnedShardsStay) {
   const float* two = static_cast<const float*>(sw.acquire(2));
   EXPECT_EQ(std::memcmp(two, expected(2), shard(2) * sizeof(float)), 0);
   sw.unpin(2);
+}
+
+// The optimizer hands the master over in sub-groups that do not line up with the units: each shard is written once
+// all of it has arrived, through 1 buffer (every unit waits for the previous write) or several.
+TEST_F(ParamSwapperTest, WrittenRangeByRangeAsTheOptimizerHandsItOver) {
+  for (WorkingPrecision precision : {WorkingPrecision::F32, WorkingPrecision::BF16}) {
+    for (int buffers : {1, 3}) {
+      ParamSwapper sw(*map_, config(buffers, 1000000), 1, precision);
+      sw.write_partition(master_.data());
+      sw.acquire(0);  // cached (unpinned below): the write-back must drop it
+      sw.unpin(0);
+      for (float& x : master_) x += 1.0f;  // an optimizer step
+      const size_t n = master_.size();
+      for (size_t at = 0; at < n; at += 777) sw.write_range(at, std::min<size_t>(777, n - at), master_.data() + at);
+      sw.finish_write();
+      for (int u = 0; u < 4; ++u) {
+        const size_t bytes = shard(u) * (is_mixed(precision) ? sizeof(uint16_t) : sizeof(float));
+        std::vector<uint16_t> bits(shard(u));
+        const void* want = expected(u);
+        if (is_mixed(precision)) {
+          to_working_bits(expected(u), bits.data(), shard(u), precision);
+          want = bits.data();
+        }
+        EXPECT_EQ(std::memcmp(sw.acquire(u), want, bytes), 0) << "unit " << u << ", " << buffers << " buffers";
+        sw.unpin(u);
+      }
+    }
+  }
+}
+
+TEST_F(ParamSwapperTest, WriteBackOutOfOrderOrIncompleteIsAnError) {
+  ParamSwapper sw(*map_, config(2, 1000000), 1, WorkingPrecision::F32);
+  sw.write_range(0, 100, master_.data());
+  EXPECT_THROW(sw.write_range(200, 100, master_.data() + 200), RuntimeError) << "a gap";
+  EXPECT_THROW(sw.finish_write(), RuntimeError) << "100 elements of the partition";
+  sw.finish_write();  // nothing begun: a skipped step
 }
 
 TEST_F(ParamSwapperTest, Bf16ShardsHoldTheWorkingBits) {

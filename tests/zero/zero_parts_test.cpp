@@ -35,6 +35,26 @@ TEST(PartitionMapTest, UnitSizesAreNotMultiplesOfTheQuantum) {
   }
 }
 
+// Any split of the partition into ranges writes exactly what partition_to_flat writes, and nothing else.
+TEST(PartitionMapTest, RangeToFlatMatchesTheWholePartition) {
+  GPT2 model(zerotest::odd_dims(), false);
+  for (int world = 1; world <= 4; ++world) {
+    PartitionMap map(model, world);
+    for (int rank = 0; rank < world; ++rank) {
+      std::vector<float> part(map.partition_numel());
+      for (size_t i = 0; i < part.size(); ++i) part[i] = static_cast<float>(i) + 0.5f;
+      std::vector<float> want(model.num_params(), -1.0f), got(model.num_params(), -1.0f);
+      map.partition_to_flat(part.data(), want.data(), rank);
+      for (size_t step : {size_t{1}, size_t{17}, size_t{2048}}) {
+        std::fill(got.begin(), got.end(), -1.0f);
+        for (size_t at = 0; at < part.size(); at += step)
+          map.partition_range_to_flat(part.data() + at, at, std::min(step, part.size() - at), got.data(), rank);
+        EXPECT_EQ(got, want) << "world " << world << " rank " << rank << " ranges of " << step;
+      }
+    }
+  }
+}
+
 TEST(PartitionMapTest, RejectsWorldSizeZero) {
   GPT2 model(zerotest::odd_dims(), false);
   EXPECT_THROW(PartitionMap(model, 0), RuntimeError);

@@ -191,6 +191,19 @@ inline void check_allgather_partition(ProcessGroup& pg, const GPT2& model, size_
       return;
     }
   }
+  // allgather_own_shards: only this rank's elements of the flat buffer are there to start with (written range by
+  // range, as the NVMe optimizer hands them over); everything else is NaN until gathered.
+  std::vector<float> own(n, std::numeric_limits<float>::quiet_NaN());
+  for (size_t at = 0; at < part.size(); at += 1000)
+    map.partition_range_to_flat(part.data() + at, at, std::min<size_t>(1000, part.size() - at), own.data(), pg.rank());
+  allgather_own_shards(map, pg, own.data(), bucket_elems, scratch);
+  for (size_t i = 0; i < n; ++i) {
+    if (!(own[i] == flat[i])) {
+      f.add("allgather_own_shards world ", pg.size(), " rank ", pg.rank(), " bucket ", bucket_elems,
+            ": flat element ", i, " is ", own[i], ", want ", flat[i]);
+      return;
+    }
+  }
 }
 
 // ---- GradientBucketer ----
