@@ -33,10 +33,11 @@ fi
 # embedded corpus needs Debian's fortunes, which the device may lack), then the GPU-vs-CPU parity test (stages 0-2,
 # 1 and 2 ranks, resume). Both need only Python's standard library.
 py=$(command -v python3 || echo /usr/bin/python3)
+shard="$(cd "$out" && pwd)/shard.bin"
 "$py" -c "import sys; sys.path.insert(0, 'tests/train'); import gpu_train_parity_test as t; \
-t.write_shard('$out/shard.bin', 40000, 7)"
+t.write_shard('$shard', 40000, 7)"
 tiny_args=(--config configs/tiny_cpu.json train.device=cuda train.max_steps=20 train.eval_interval=0
-           "data.train=$out/shard.bin" "train.save_dir=$out/train_cuda")
+           "data.train=$shard" "train.save_dir=$out/train_cuda")
 timeout 120 "$build/zerotrain" "${tiny_args[@]}" > "$out/train_cuda.log" 2>&1
 echo "zerotrain train.device=cuda (tiny, 20 steps): rc=$?" | tee -a "$out/summary.txt"
 tail -5 "$out/train_cuda.log" | tee -a "$out/summary.txt"
