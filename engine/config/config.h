@@ -126,7 +126,12 @@ struct DataConfig {
   bool embedded_default = false;  // true when the config had no data section: the embedded corpus is used
 };
 
+// Where training computes: the CPU, one GPU per rank, or the GPU when one is visible and the config is supported
+// there (engine/config/train_device.h).
+enum class TrainDevice { Cpu, Cuda, Auto };
+
 struct TrainConfig {
+  TrainDevice device = TrainDevice::Cpu;
   int64_t max_steps = 100;
   int64_t eval_interval = 0;  // 0 = never
   int64_t eval_steps = 10;

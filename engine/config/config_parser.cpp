@@ -10,6 +10,7 @@
 #include "engine/config/deepspeed_keys.h"
 #include "engine/config/json_fields.h"
 #include "engine/config/memory_estimate.h"
+#include "engine/config/train_device.h"
 
 namespace zt {
 
@@ -319,6 +320,9 @@ void parse_data(const json& j, Config& cfg, ParseContext& ctx) {
 void parse_train(const json& j, Config& cfg, ParseContext& ctx) {
   ObjectReader r(j, "train", ctx);
   TrainConfig& t = cfg.train;
+  std::string device;
+  if (r.get_choice("device", device, {"cpu", "cuda", "auto"}))
+    t.device = device == "cpu" ? TrainDevice::Cpu : device == "cuda" ? TrainDevice::Cuda : TrainDevice::Auto;
   r.get_int("max_steps", t.max_steps, 1, kMax);
   r.get_int("eval_interval", t.eval_interval, 0, kMax);
   r.get_int("eval_steps", t.eval_steps, 1, kMax);
@@ -367,6 +371,12 @@ void check_cross_fields(Config& cfg, ParseContext& ctx) {
     } catch (const ConfigError& e) {
       config_fail(ctx, e.what());
     }
+  }
+  if (cfg.train.device == TrainDevice::Cuda) {
+    const std::vector<std::string> unsupported = cuda_unsupported_settings(cfg);
+    if (!unsupported.empty())
+      config_fail(ctx, "train.device: \"cuda\" does not support (yet) " + join_settings(unsupported) +
+                           "; use train.device \"cpu\" for this config");
   }
   if (cfg.data.seq_len > cfg.model.block_size)
     config_fail(ctx, "data.seq_len: " + std::to_string(cfg.data.seq_len) + " is larger than model.block_size " +

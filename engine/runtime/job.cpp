@@ -11,6 +11,8 @@
 #include "engine/base/error.h"
 #include "engine/base/logging.h"
 #include "engine/comm/distributed.h"
+#include "engine/comm/store.h"
+#include "engine/runtime/device_choice.h"
 #include "engine/runtime/trainer.h"
 #include "launcher/launcher.h"
 #include "launcher/worker_env.h"
@@ -23,15 +25,31 @@ int run_worker(const Config& cfg, const std::optional<WorkerEnv>& env) {
   // Our own launcher prefixes every output line with the rank; under srun/mpirun the logger does it.
   const bool prefixed_by_launcher = env && env->source == "zerotrain";
   if (env) init_logging(prefixed_by_launcher ? 0 : env->rank, prefixed_by_launcher ? 1 : env->world_size);
-  Distributed dist = env ? init_distributed(*env, cfg.comm.backend, cfg.comm.timeout_s)
-                         : init_distributed(cfg.comm.backend, cfg.comm.timeout_s);
+  // On the GPU, each rank takes its local GPU before any CUDA resource exists; the job's group then serves host
+  // buffers (Gloo) and a second one, over the same store, the gradients and parameters on the device.
+  TrainDevice device = TrainDevice::Cpu;
+  try {
+    device = choose_train_device(cfg);
+    if (device == TrainDevice::Cuda) use_gpu_of_local_rank(env ? env->local_rank : 0);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "zerotrain: error: %s\n", e.what());
+    return e.exit_code();
+  }
+  const CommBackend host_backend = device == TrainDevice::Cuda ? CommBackend::Gloo : cfg.comm.backend;
+  Distributed dist = env ? init_distributed(*env, host_backend, cfg.comm.timeout_s)
+                         : init_distributed(host_backend, cfg.comm.timeout_s);
+  std::unique_ptr<ProcessGroup> device_pg;
+  if (device == TrainDevice::Cuda && dist.world_size > 1)
+    device_pg = make_process_group(cfg.comm.backend, dist.rank, dist.world_size,
+                                   std::make_shared<PrefixStore>("device_buffers", dist.store), cfg.comm.timeout_s,
+                                   Device::Cuda, dist.local_world_size);
   if (cfg.world_size > 0 && cfg.world_size != dist.world_size && dist.rank == 0)
     spdlog::warn("config world_size is {} but the job has {} ranks; training with {}", cfg.world_size,
                  dist.world_size, dist.world_size);
   // The error is printed while this rank's connections are still open: closing them first would make the other
   // ranks fail with "connection closed" and the launcher stop this one before its own cause got out.
   try {
-    Trainer trainer(cfg, *dist.group);
+    Trainer trainer(cfg, *dist.group, device_pg.get());
     TrainSummary s = trainer.run();
     if (dist.rank == 0 && !s.losses.empty())
       spdlog::info("done: {} steps, loss {:.4f} -> {:.4f}", s.steps, s.losses.front(), s.losses.back());

@@ -11,13 +11,20 @@
 #include "engine/base/logging.h"
 #include "engine/checkpoint/checkpoint.h"
 #include "engine/config/config_parser.h"
+#include "engine/config/train_device.h"
 #include "engine/data/data_loader.h"
 #include "engine/model/gpt2.h"
+#include "engine/model/step_model.h"
 #include "engine/optim/optimizer.h"
+#include "engine/runtime/device_choice.h"
 #include "engine/runtime/metrics_writer.h"
 #include "engine/runtime/model_io.h"
 #include "engine/runtime/progress_bar.h"
 #include "engine/zero/zero_engine.h"
+
+#ifdef ZT_HAVE_CUDA
+#include "engine/zero/cuda/cuda_training.h"
+#endif
 
 namespace zt {
 
@@ -57,7 +64,8 @@ std::vector<std::string> embedded_corpus_shards(bool val) {
   return {shard.string()};
 }
 
-Trainer::Trainer(const Config& cfg, ProcessGroup& pg) : cfg_(cfg), pg_(pg) {}
+Trainer::Trainer(const Config& cfg, ProcessGroup& pg, ProcessGroup* device_pg)
+    : cfg_(cfg), pg_(pg), device_pg_(device_pg) {}
 
 TrainSummary Trainer::run() {
   const int rank = pg_.rank(), world = pg_.size();
@@ -65,6 +73,7 @@ TrainSummary Trainer::run() {
   const int B = static_cast<int>(batch.micro_batch_per_gpu);
   const int T = cfg_.data.seq_len;
   const int64_t gas = batch.gradient_accumulation_steps;
+  const TrainDevice device = choose_train_device(cfg_);
 
   const ModelDims dims = resolve_model_dims(cfg_.model);
   GPT2 model(dims, cfg_.activation_checkpointing.enabled);
@@ -85,7 +94,22 @@ TrainSummary Trainer::run() {
   if (!val_shards.empty() && cfg_.train.eval_interval > 0)
     val = std::make_unique<DataLoader>(val_shards, B, T, rank, world, cfg_.train.seed, false, dims.vocab_size);
 
-  auto engine = make_zero_engine(cfg_, model, pg_);
+  // The step model computes; the engine owns the step. On the GPU both work on device buffers, and the CPU model
+  // above only supplies the initial weights and the layout (checkpoints, final weights).
+  std::unique_ptr<StepModel> step_model;
+  std::unique_ptr<ZeroEngine> engine;
+  if (device == TrainDevice::Cuda) {
+#ifdef ZT_HAVE_CUDA
+    CudaTraining t = make_cuda_training(cfg_, model, pg_, device_pg_);
+    step_model = std::move(t.model);
+    engine = std::move(t.engine);
+#else
+    throw RuntimeError("train.device: \"cuda\", but this zerotrain was built without CUDA");
+#endif
+  } else {
+    engine = make_zero_engine(cfg_, model, pg_);
+    step_model = std::make_unique<CpuStepModel>(model);
+  }
 
   int64_t start_step = 0, updates = 0;  // updates: optimizer steps taken
   if (!cfg_.train.resume.empty()) {
@@ -112,9 +136,9 @@ TrainSummary Trainer::run() {
 
   if (rank == 0)
     spdlog::info("model: {} layers, {} heads, {} embd, vocab {}, {} parameters; ZeRO stage {}, world size {}, "
-                 "batch {} = micro {} x accumulation {} x ranks {}, seq_len {}",
+                 "batch {} = micro {} x accumulation {} x ranks {}, seq_len {}; device {}",
                  dims.n_layer, dims.n_head, dims.n_embd, dims.vocab_size, model.num_params(), engine->stage(), world,
-                 batch.train_batch_size, B, gas, world, T);
+                 batch.train_batch_size, B, gas, world, T, train_device_name(device));
 
   if (rank == 0) {
     const MemoryStats mem = engine->memory();
@@ -133,8 +157,8 @@ TrainSummary Trainer::run() {
     double loss_sum = 0.0;
     for (int64_t m = 0; m < gas; ++m) {
       train.next_batch(inputs.data(), targets.data());
-      loss_sum += model.forward(inputs.data(), targets.data(), B, T);
-      model.backward(engine->loss_scale() / static_cast<float>(gas));
+      loss_sum += step_model->forward(inputs.data(), targets.data(), B, T);
+      step_model->backward(engine->loss_scale() / static_cast<float>(gas));
       engine->end_micro_batch(m + 1 == gas);
     }
     // Skipped steps (fp16 overflow) advance neither the schedule nor Adam's step count, as in DeepSpeed.
@@ -194,7 +218,7 @@ TrainSummary Trainer::run() {
       double vsum = 0.0;
       for (int64_t e = 0; e < cfg_.train.eval_steps; ++e) {
         val->next_batch(inputs.data(), targets.data());
-        vsum += model.forward(inputs.data(), targets.data(), B, T);
+        vsum += step_model->forward(inputs.data(), targets.data(), B, T);
       }
       const double vloss = mean_over_ranks(pg_, vsum / static_cast<double>(std::max<int64_t>(1, cfg_.train.eval_steps)));
       summary.last_val_loss = vloss;

@@ -18,12 +18,15 @@ struct TrainSummary {
 
 class Trainer {
  public:
-  Trainer(const Config& cfg, ProcessGroup& pg);
+  // device_pg: the group for collectives over GPU buffers when train.device resolves to cuda (may be null in a
+  // world of one); pg serves everything on the host.
+  Trainer(const Config& cfg, ProcessGroup& pg, ProcessGroup* device_pg = nullptr);
   TrainSummary run();
 
  private:
   const Config& cfg_;
   ProcessGroup& pg_;
+  ProcessGroup* device_pg_;
 };
 
 // The embedded default corpus (tokenized at build time from Debian's fortunes): train or val shard paths.

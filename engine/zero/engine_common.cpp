@@ -8,10 +8,15 @@
 
 namespace zt {
 
+float clip_factor(double norm, double max_norm) {
+  if (max_norm <= 0.0 || !std::isfinite(norm)) return 1.0f;
+  const double coef = max_norm / (norm + 1e-6);
+  return coef < 1.0 ? static_cast<float>(coef) : 1.0f;
+}
+
 void clip_to_global_norm(float* grads, size_t n, double norm, double max_norm) {
-  if (max_norm <= 0.0 || !std::isfinite(norm)) return;
-  double coef = max_norm / (norm + 1e-6);
-  if (coef < 1.0) scale_inplace(grads, n, static_cast<float>(coef));
+  const float f = clip_factor(norm, max_norm);
+  if (f != 1.0f) scale_inplace(grads, n, f);
 }
 
 std::vector<DecayRange> full_decay_ranges(const GPT2& model) {

@@ -13,6 +13,8 @@ namespace zt {
 
 // Scales grads so that their global norm is at most max_norm (torch's clip_grad_norm_ rule:
 // coef = max_norm / (norm + 1e-6), applied when below 1). max_norm <= 0 disables clipping.
+// The factor clipping scales by (1 when no clipping applies); the GPU engine uses it with its own scaling kernel.
+float clip_factor(double norm, double max_norm);
 void clip_to_global_norm(float* grads, size_t n, double norm, double max_norm);
 
 // Weight-decay ranges over the model's whole flat buffer.

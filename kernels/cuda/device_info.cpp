@@ -2,6 +2,8 @@
 
 #include <cuda_runtime.h>
 
+#include "kernels/cuda/cuda_check.h"
+
 namespace zt::cuda {
 
 int visible_device_count() {
@@ -12,5 +14,7 @@ int visible_device_count() {
   }
   return n;
 }
+
+void set_current_device(int index) { ZT_CUDA_CHECK(cudaSetDevice(index)); }
 
 }  // namespace zt::cuda

@@ -11,7 +11,8 @@ nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || echo "nvidia-smi failed: no GPU here?
 
 start=$SECONDS
 cmake -S . -B "$build" -DZT_WERROR=ON -DZT_CUDA=ON > "$out/configure.log" 2>&1 &&
-  cmake --build "$build" -j"$(nproc)" --target test_cuda cuda_model_step_bench > "$out/build.log" 2>&1
+  cmake --build "$build" -j"$(nproc)" --target test_cuda cuda_model_step_bench zerotrain test_config \
+    > "$out/build.log" 2>&1
 build_rc=$?
 echo "build: rc=$build_rc in $((SECONDS - start)) s" | tee -a "$out/summary.txt"
 [ $build_rc -eq 0 ] || { tail -40 "$out/build.log"; exit $build_rc; }
@@ -27,6 +28,27 @@ if command -v compute-sanitizer > /dev/null || [ -x /usr/local/cuda/bin/compute-
     --gtest_filter='KernelsGpu.*:AttentionGpu.*:GradUpdateGpu.*:CastGpu.*:CrossEntropyGpu.*' > "$out/memcheck.log" 2>&1
   echo "memcheck: rc=$? (3 = errors found, 124 = timed out)" | tee -a "$out/summary.txt"
 fi
+
+# Training on the GPU: the small shipped config (gpt2-tiny) with train.device=cuda on a generated token shard (the
+# embedded corpus needs Debian's fortunes, which the device may lack), then the GPU-vs-CPU parity test (stages 0-2,
+# 1 and 2 ranks, resume). Both need only Python's standard library.
+py=$(command -v python3 || echo /usr/bin/python3)
+shard="$(cd "$out" && pwd)/shard.bin"
+"$py" -c "import sys; sys.path.insert(0, 'tests/train'); import gpu_train_parity_test as t; \
+t.write_shard('$shard', 40000, 7)"
+tiny_args=(--config configs/tiny_cpu.json train.device=cuda train.max_steps=20 train.eval_interval=0
+           "data.train=$shard" "train.save_dir=$out/train_cuda")
+timeout 120 "$build/zerotrain" "${tiny_args[@]}" > "$out/train_cuda.log" 2>&1
+echo "zerotrain train.device=cuda (tiny, 20 steps): rc=$?" | tee -a "$out/summary.txt"
+tail -5 "$out/train_cuda.log" | tee -a "$out/summary.txt"
+timeout 240 "$py" tests/train/gpu_train_parity_test.py --build-dir "$build" --source-dir . \
+  > "$out/gpu_train_parity.log" 2>&1
+parity_rc=$?
+echo "gpu_train_parity_test: rc=$parity_rc (77 = skipped: no GPU)" | tee -a "$out/summary.txt"
+tail -30 "$out/gpu_train_parity.log"
+timeout 60 "$build/tests/test_config" --gtest_filter='TrainDevice.*' > "$out/test_config_train_device.log" 2>&1
+echo "test_config TrainDevice.*: rc=$?" | tee -a "$out/summary.txt"
+[ $parity_rc -eq 0 ] || [ $test_rc -ne 0 ] || test_rc=$parity_rc
 
 for attn in "" "--flash"; do
   timeout 120 "$build/cuda_model_step_bench" --model gpt2-124M --B 4 --T 256 --iters 5 --cpu-iters 1 $attn \

@@ -239,6 +239,11 @@ void GPT2Cuda::zero_grad() {
   ZT_CUDA_CHECK(cudaMemsetAsync(impl_->grads, 0, impl_->n_params * sizeof(float), impl_->stream));
 }
 
+float* GPT2Cuda::device_params() { return impl_->params; }
+float* GPT2Cuda::device_grads() { return impl_->grads; }
+void* GPT2Cuda::stream() { return impl_->stream; }
+CachingAllocator& GPT2Cuda::allocator() { return impl_->alloc; }
+
 void GPT2Cuda::synchronize() { ZT_CUDA_CHECK(cudaStreamSynchronize(impl_->stream)); }
 
 float GPT2Cuda::forward(const int32_t* inputs, const int32_t* targets, int B, int T) {

@@ -11,6 +11,8 @@
 
 namespace zt::cuda {
 
+class CachingAllocator;
+
 class GPT2Cuda {
  public:
   // layout: GPT2::params() of a CPU model of the same dims (the flat order is taken from it and checked).
@@ -30,6 +32,13 @@ class GPT2Cuda {
   // As GPT2::backward: ACCUMULATES d(loss * grad_scale)/d(params) into the device gradients (asynchronous).
   void backward(float grad_scale = 1.0f);
   void synchronize();
+
+  // For the engine that trains this model (engine/zero/cuda): the flat device buffers, the stream all of the
+  // model's work runs on (a cudaStream_t), and the allocator whose blocks may only be used on that stream.
+  float* device_params();
+  float* device_grads();
+  void* stream();
+  CachingAllocator& allocator();
 
  private:
   struct Impl;

@@ -1,0 +1,60 @@
+#include "engine/config/train_device.h"
+
+#include "engine/base/error.h"
+
+namespace zt {
+
+const char* train_device_name(TrainDevice d) {
+  switch (d) {
+    case TrainDevice::Cpu:
+      return "cpu";
+    case TrainDevice::Cuda:
+      return "cuda";
+    case TrainDevice::Auto:
+      return "auto";
+  }
+  return "?";
+}
+
+std::vector<std::string> cuda_unsupported_settings(const Config& cfg) {
+  std::vector<std::string> out;
+  const ZeroConfig& z = cfg.zero;
+  if (z.stage == 3) out.push_back("zero_optimization.stage (3)");
+  if (z.offload_optimizer.device != OffloadDevice::None) out.push_back("zero_optimization.offload_optimizer.device");
+  if (z.offload_param.device != OffloadDevice::None) out.push_back("zero_optimization.offload_param.device");
+  if (cfg.fp16.enabled) out.push_back("fp16.enabled (true)");
+  if (cfg.bf16) out.push_back("bf16.enabled (true)");
+  if (cfg.activation_checkpointing.enabled) out.push_back("activation_checkpointing");
+  if (cfg.optimizer.type == OptimizerType::SGD) out.push_back("optimizer.type (SGD)");
+  return out;
+}
+
+std::string join_settings(const std::vector<std::string>& settings) {
+  std::string s;
+  for (size_t i = 0; i < settings.size(); ++i) {
+    if (i > 0) s += i + 1 == settings.size() ? " and " : ", ";
+    s += settings[i];
+  }
+  return s;
+}
+
+TrainDevice resolve_train_device(const Config& cfg, int visible_gpus, bool built_with_cuda) {
+  switch (cfg.train.device) {
+    case TrainDevice::Cpu:
+      return TrainDevice::Cpu;
+    case TrainDevice::Cuda:
+      if (!built_with_cuda)
+        throw ConfigError("train.device: \"cuda\", but this zerotrain was built without CUDA (configure with "
+                          "-DZT_CUDA=ON on a machine with nvcc), or use train.device \"cpu\"");
+      if (visible_gpus <= 0)
+        throw ConfigError("train.device: \"cuda\", but no GPU is visible to this process (no device, no driver, "
+                          "or CUDA_VISIBLE_DEVICES hides them); use train.device \"cpu\" or \"auto\"");
+      return TrainDevice::Cuda;
+    case TrainDevice::Auto:
+      return built_with_cuda && visible_gpus > 0 && cuda_unsupported_settings(cfg).empty() ? TrainDevice::Cuda
+                                                                                            : TrainDevice::Cpu;
+  }
+  return TrainDevice::Cpu;
+}
+
+}  // namespace zt

@@ -1,0 +1,36 @@
+#include "engine/zero/cuda/cuda_training.h"
+
+#include "engine/model/cuda/gpt2_cuda.h"
+#include "engine/zero/cuda/gpu_zero_engine.h"
+#include "engine/zero/cuda/nvtx_range.h"
+
+namespace zt {
+namespace {
+
+class GpuStepModel : public StepModel {
+ public:
+  explicit GpuStepModel(std::shared_ptr<cuda::GPT2Cuda> model) : model_(std::move(model)) {}
+  float forward(const int32_t* inputs, const int32_t* targets, int B, int T) override {
+    cuda::NvtxRange range("forward");
+    return model_->forward(inputs, targets, B, T);
+  }
+  void backward(float grad_scale) override {
+    cuda::NvtxRange range("backward");
+    model_->backward(grad_scale);
+  }
+
+ private:
+  std::shared_ptr<cuda::GPT2Cuda> model_;
+};
+
+}  // namespace
+
+CudaTraining make_cuda_training(const Config& cfg, GPT2& host_model, ProcessGroup& host_pg, ProcessGroup* device_pg) {
+  auto gpu = std::make_shared<cuda::GPT2Cuda>(host_model.dims(), host_model.params(), /*flash_attention=*/false);
+  CudaTraining t;
+  t.engine = make_gpu_zero_engine(cfg, host_model, gpu, host_pg, device_pg);
+  t.model = std::make_unique<GpuStepModel>(std::move(gpu));
+  return t;
+}
+
+}  // namespace zt

@@ -1,0 +1,23 @@
+#pragma once
+// The GPU training pair the trainer uses when train.device resolves to cuda: the GPU model (GPT-2 on this process's
+// current device, fp32, reference attention) and the ZeRO engine over its device buffers. Plain C++, so the trainer
+// includes it without CUDA headers; it exists only in builds with CUDA (ZT_HAVE_CUDA).
+#include <memory>
+
+#include "engine/comm/process_group.h"
+#include "engine/model/gpt2.h"
+#include "engine/model/step_model.h"
+#include "engine/zero/zero_engine.h"
+
+namespace zt {
+
+struct CudaTraining {
+  std::unique_ptr<StepModel> model;
+  std::unique_ptr<ZeroEngine> engine;
+};
+
+// host_model: the CPU model holding the initial weights (its layout is the GPU model's). device_pg as in
+// make_gpu_zero_engine.
+CudaTraining make_cuda_training(const Config& cfg, GPT2& host_model, ProcessGroup& host_pg, ProcessGroup* device_pg);
+
+}  // namespace zt

@@ -1,0 +1,28 @@
+#pragma once
+// ZeRO stages 0-2 over the GPU model's device buffers. As in DeepSpeed, the model only computes; this engine reduces
+// the gradients, computes the global norm, clips, runs Adam/AdamW on the device and publishes the updated
+// parameters to the model. Stage 0 all-reduces the whole gradient and every rank updates everything; stages 1 and 2
+// reduce-scatter each layer unit's gradient into the rank's partition (engine/zero/partition_map.h, the layout the
+// CPU stages and the checkpoints use), update only that partition and allgather the parameters.
+// Stage 2 on the GPU keeps stage 1's full gradient buffer (it reduces at the accumulation boundary, not during
+// backward), so it computes stage 2's result without stage 2's gradient memory saving.
+#include <memory>
+
+#include "engine/comm/process_group.h"
+#include "engine/model/gpt2.h"
+#include "engine/zero/zero_engine.h"
+
+namespace zt::cuda {
+class GPT2Cuda;
+}
+
+namespace zt {
+
+// layout: the CPU model of the same dims holding the initial weights (uploaded here; only its layout is used
+// afterwards). device_pg: collectives over device buffers (NCCL, or Gloo staged through pinned host memory); may be
+// null in a world of one. host_pg: this job's group for host buffers (the norm's partial sums).
+std::unique_ptr<ZeroEngine> make_gpu_zero_engine(const Config& cfg, GPT2& layout,
+                                                 std::shared_ptr<cuda::GPT2Cuda> model, ProcessGroup& host_pg,
+                                                 ProcessGroup* device_pg);
+
+}  // namespace zt
