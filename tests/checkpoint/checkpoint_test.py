@@ -18,7 +18,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
-from zt_testlib import free_port  # noqa: E402
+from zt_testlib import free_port, step_records  # noqa: E402
 
 failures = []
 
@@ -61,13 +61,7 @@ def run(build, cfg, env_extra=None, expect_ok=True):
 
 
 def losses(save_dir):
-    out = {}
-    with open(os.path.join(save_dir, "metrics.jsonl")) as f:
-        for line in f:
-            r = json.loads(line)
-            if r.get("type") == "step":
-                out[r["step"]] = r["loss"]
-    return out
+    return {r["step"]: r["loss"] for r in step_records(save_dir)}
 
 
 def tree_digest(d):

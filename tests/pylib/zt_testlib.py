@@ -7,6 +7,12 @@ import struct
 import numpy as np
 
 
+def step_records(out_dir):
+    """The per-step records of a run's metrics.jsonl (train.save_dir), in order."""
+    with open(f"{out_dir}/metrics.jsonl") as f:
+        return [r for r in map(json.loads, f) if r.get("type") == "step"]
+
+
 def free_port():
     """A TCP port free right now on loopback, for --master_port (tests run concurrently)."""
     with socket.socket() as s:

@@ -16,6 +16,9 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+from zt_testlib import step_records  # noqa: E402
+
 STEPS = 5
 REL_TOL = 1e-5
 SKIP = 77
@@ -61,9 +64,7 @@ def run(zt, config_path, save_dir, overrides, nproc=1):
 
 
 def losses(save_dir):
-    with open(os.path.join(save_dir, "metrics.jsonl")) as f:
-        records = [json.loads(line) for line in f]
-    return {r["step"]: r["loss"] for r in records if r.get("type") == "step"}
+    return {r["step"]: r["loss"] for r in step_records(save_dir)}
 
 
 def compare(what, got, ref, steps, failures):

@@ -16,7 +16,7 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
-from zt_testlib import free_port, read_safetensors  # noqa: E402
+from zt_testlib import free_port, read_safetensors, step_records  # noqa: E402
 
 failures = []
 
@@ -55,8 +55,7 @@ def run(build, out, stage, world, device, nvme_dir, steps=4, extra_train=None, e
 
 
 def losses(out):
-    with open(os.path.join(out, "metrics.jsonl")) as f:
-        return [r["loss"] for r in map(json.loads, f) if r.get("type") == "step"]
+    return [r["loss"] for r in step_records(out)]
 
 
 def main():

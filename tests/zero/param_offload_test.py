@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
-from zt_testlib import free_port, read_safetensors  # noqa: E402
+from zt_testlib import free_port, read_safetensors, step_records  # noqa: E402
 
 failures = []
 
@@ -82,13 +82,8 @@ def run(build, out, world, cfg, expect_ok=True):
     return p.returncode, text
 
 
-def steps_of(out):
-    with open(os.path.join(out, "metrics.jsonl")) as f:
-        return [r for r in map(json.loads, f) if r.get("type") == "step"]
-
-
 def losses(out):
-    return [r["loss"] for r in steps_of(out)]
+    return [r["loss"] for r in step_records(out)]
 
 
 def compare(out, ref, what):
@@ -118,7 +113,7 @@ def parity(b, tmp, nvme):
                 out = os.path.join(tmp, f"{tag}_{opt}_{'tight' if extra else 'roomy'}")
                 run(b, out, world, config(out, world, nvme, opt=opt, param_extra=extra, bf16=bf16))
                 compare(out, ref, f"{name}, world {world}{', bf16' if bf16 else ''}")
-                waits = [r["io_wait_ms"] for r in steps_of(out)]
+                waits = [r["io_wait_ms"] for r in step_records(out)]
                 check(all(w > 0 for w in waits), f"{name}, world {world}: io_wait_ms counts parameter I/O {waits}")
                 check(os.listdir(nvme) == [], f"swap files are removed at exit: {os.listdir(nvme)}")
 
