@@ -128,23 +128,23 @@ void CachingAllocator::free(void* ptr) {
   FreeList& list = pool(block->small);
   // Merge with free neighbours, so a segment whose blocks are all free is one block again.
   if (block->prev && !block->prev->allocated) {
-    Block* prev = block->prev;
-    list.erase(prev);
-    prev->size += block->size;
-    prev->next = block->next;
-    if (block->next) block->next->prev = prev;
-    delete block;
-    block = prev;
+    block = block->prev;
+    list.erase(block);
+    absorb_next(block);
   }
   if (block->next && !block->next->allocated) {
-    Block* next = block->next;
-    list.erase(next);
-    block->size += next->size;
-    block->next = next->next;
-    if (next->next) next->next->prev = block;
-    delete next;
+    list.erase(block->next);
+    absorb_next(block);
   }
   list.insert(block);
+}
+
+void CachingAllocator::absorb_next(Block* block) {
+  Block* next = block->next;
+  block->size += next->size;
+  block->next = next->next;
+  if (next->next) next->next->prev = block;
+  delete next;
 }
 
 size_t CachingAllocator::release_cached() {

@@ -81,6 +81,8 @@ class CachingAllocator {
   Block* take_free_block(size_t size, bool small);
   Block* new_segment(size_t size, bool small);
   void split(Block* block, size_t size);
+  // Folds the block's next neighbour (free, same segment) into it.
+  void absorb_next(Block* block);
   size_t release_cached_locked();
 
   std::unique_ptr<DeviceMemoryBackend> backend_;
