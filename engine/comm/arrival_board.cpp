@@ -57,24 +57,35 @@ void ArrivalBoard::publish_loop() {
 }
 
 std::optional<std::vector<int>> ArrivalBoard::missing(uint64_t seq, std::chrono::milliseconds budget) {
-  std::vector<int> behind;
   const auto deadline = std::chrono::steady_clock::now() + budget;
+  auto read_count = [&](int r) -> uint64_t {
+    return store_->check({key(r)}) ? std::stoull(store_->get_string(key(r))) : 0;
+  };
+  // First one quick pass over every rank: the other ranks time out at about the same moment, and the store's
+  // master (rank 0) may be gone soon after, so what this pass reads is the answer if the store then disappears.
+  std::vector<int> behind;
   try {
-    for (int r = 0; r < static_cast<int>(global_ranks_.size()); ++r) {
-      if (r == rank_) continue;
-      uint64_t started = 0;
-      if (store_->check({key(r)})) started = std::stoull(store_->get_string(key(r)));
-      // A count still on its way (posted within the last pause) would look behind: wait for it, within budget.
-      while (started <= seq && std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(25));
-        if (store_->check({key(r)})) started = std::stoull(store_->get_string(key(r)));
-      }
-      if (started <= seq) behind.push_back(global_ranks_[static_cast<size_t>(r)]);
-    }
+    for (int r = 0; r < static_cast<int>(global_ranks_.size()); ++r)
+      if (r != rank_ && read_count(r) <= seq) behind.push_back(r);
   } catch (...) {
     return std::nullopt;
   }
-  return behind;
+  // A count still on its way (posted within the publisher's last pause) looks behind: give those ranks the rest
+  // of the budget to show up.
+  try {
+    while (!behind.empty() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+      std::vector<int> still;
+      for (int r : behind)
+        if (read_count(r) <= seq) still.push_back(r);
+      behind.swap(still);
+    }
+  } catch (...) {
+    // The store went away while waiting: the last reading stands.
+  }
+  std::vector<int> global;
+  for (int r : behind) global.push_back(global_ranks_[static_cast<size_t>(r)]);
+  return global;
 }
 
 std::string describe_ranks(const std::vector<int>& ranks) {
