@@ -1,5 +1,6 @@
 #pragma once
-// The real backend of CachingAllocator: cudaMalloc / cudaFree on the current device.
+// The real backend of CachingAllocator: cudaMalloc / cudaFree on the current device, and pooled cudaEvents
+// (without timing) for the blocks used on several streams.
 #include <memory>
 
 #include "kernels/cuda/caching_allocator.h"

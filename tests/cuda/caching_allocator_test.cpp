@@ -1,10 +1,12 @@
 // The caching allocator's logic on the CPU, against a fake backend that hands out addresses from a pretend device
-// of fixed capacity and checks every segment it gets back.
+// of fixed capacity and checks every segment it gets back, and whose streams' recorded events complete when the test
+// says so.
 #include <gtest/gtest.h>
 
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <vector>
 
 #include "engine/base/error.h"
@@ -14,6 +16,8 @@ namespace {
 
 using zt::cuda::CachingAllocator;
 using zt::cuda::DeviceMemoryBackend;
+using zt::cuda::EventHandle;
+using zt::cuda::StreamHandle;
 
 constexpr size_t kMiB = size_t(1) << 20;
 
@@ -24,6 +28,27 @@ struct FakeDevice {
   uintptr_t next_address = 0x10000000;
   std::map<uintptr_t, size_t> segments;
   size_t allocations = 0, frees = 0;
+
+  // Streams: an event recorded on a stream completes once complete() has been called for the stream after it (or
+  // once the host waits for it, which stands for the device finishing that work).
+  struct Event {
+    StreamHandle stream;
+    size_t seq;
+    bool released;
+  };
+  std::vector<Event> events;  // every event ever recorded; a handle is its index + 1
+  std::map<StreamHandle, size_t> recorded, completed;
+  size_t live_events = 0, synchronizations = 0;
+  int records_before_failure = -1;  // >= 0: that many more event records succeed, then one fails
+  void complete(StreamHandle s) { completed[s] = recorded[s]; }
+  size_t events_on(StreamHandle s) { return recorded[s]; }
+  Event& event(EventHandle h) {
+    const uintptr_t i = reinterpret_cast<uintptr_t>(h);
+    if (i == 0 || i > events.size() || events[i - 1].released) {
+      throw std::logic_error("fake device: use of an unknown or released event");
+    }
+    return events[i - 1];
+  }
 };
 
 class FakeBackend : public DeviceMemoryBackend {
@@ -46,6 +71,26 @@ class FakeBackend : public DeviceMemoryBackend {
     dev_.segments.erase(it);
     dev_.frees++;
   }
+  EventHandle record_event(StreamHandle stream) override {
+    if (dev_.records_before_failure == 0) throw std::runtime_error("fake device: event record failed");
+    if (dev_.records_before_failure > 0) dev_.records_before_failure--;
+    dev_.events.push_back({stream, ++dev_.recorded[stream], false});
+    dev_.live_events++;
+    return reinterpret_cast<EventHandle>(uintptr_t(dev_.events.size()));
+  }
+  bool event_done(EventHandle h) override {
+    const FakeDevice::Event& e = dev_.event(h);
+    return dev_.completed[e.stream] >= e.seq;
+  }
+  void event_synchronize(EventHandle h) override {
+    const FakeDevice::Event& e = dev_.event(h);
+    dev_.completed[e.stream] = std::max(dev_.completed[e.stream], e.seq);
+    dev_.synchronizations++;
+  }
+  void release_event(EventHandle h) override {
+    dev_.event(h).released = true;
+    dev_.live_events--;
+  }
 
  private:
   FakeDevice& dev_;
@@ -61,6 +106,11 @@ struct Fixture {
 };
 
 char* as_bytes(void* p) { return static_cast<char*>(p); }
+
+// Pretend streams: the allocator only compares them and hands them to the backend.
+const StreamHandle kA = reinterpret_cast<StreamHandle>(uintptr_t(0xa));
+const StreamHandle kB = reinterpret_cast<StreamHandle>(uintptr_t(0xb));
+const StreamHandle kC = reinterpret_cast<StreamHandle>(uintptr_t(0xc));
 
 TEST(CachingAllocator, FreedBlockIsReusedWithoutTheBackend) {
   Fixture f;
@@ -236,6 +286,258 @@ TEST(CachingAllocator, DestructorReturnsEverySegment) {
   f.alloc.reset();
   EXPECT_EQ(f.dev.segments.size(), 0u);
   EXPECT_EQ(f.dev.in_use, 0u);
+}
+
+// Streams.
+
+TEST(CachingAllocatorStreams, FreedBlockIsNotHandedToAnotherStream) {
+  Fixture f;
+  void* a = f.alloc->allocate(1000, kA);
+  f.alloc->free(a);
+  void* b = f.alloc->allocate(1000, kB);
+  EXPECT_NE(b, a);
+  EXPECT_EQ(f.dev.allocations, 2u);  // B's small segment is its own
+  EXPECT_EQ(f.alloc->allocate(1000, kA), a);
+  // Large blocks too, and the default stream is a stream like the others.
+  void* big = f.alloc->allocate(3 * kMiB, kA);
+  f.alloc->free(big);
+  void* big_default = f.alloc->allocate(3 * kMiB);
+  EXPECT_NE(big_default, big);
+  EXPECT_EQ(f.alloc->allocate(3 * kMiB, kA), big);
+  EXPECT_EQ(f.dev.events.size(), 0u);  // no block was used on a second stream: no event
+}
+
+TEST(CachingAllocatorStreams, BlockUsedOnAnotherStreamWaitsForItsEvent) {
+  Fixture f;
+  void* a = f.alloc->allocate(1000, kA);
+  f.alloc->record_stream(a, kB);
+  f.alloc->free(a);
+  EXPECT_EQ(f.dev.events_on(kB), 1u);  // recorded at the free
+  auto s = f.alloc->stats();
+  EXPECT_EQ(s.allocated_bytes, 0u);
+  EXPECT_EQ(s.live_blocks, 0u);
+  EXPECT_EQ(s.awaiting_blocks, 1u);
+  EXPECT_EQ(s.awaiting_bytes, 1024u);
+  // Not on its own stream, not on the other: B's work may still read or write it.
+  void* a2 = f.alloc->allocate(1000, kA);
+  void* b2 = f.alloc->allocate(1000, kB);
+  EXPECT_NE(a2, a);
+  EXPECT_NE(b2, a);
+  EXPECT_EQ(f.alloc->process_events(), 0u);
+  f.dev.complete(kB);
+  EXPECT_EQ(f.alloc->process_events(), 1u);
+  s = f.alloc->stats();
+  EXPECT_EQ(s.awaiting_blocks, 0u);
+  EXPECT_EQ(s.awaiting_bytes, 0u);
+  EXPECT_EQ(f.dev.live_events, 0u);
+  EXPECT_EQ(f.alloc->allocate(1000, kA), a);  // back on A's free list
+  EXPECT_EQ(f.dev.synchronizations, 0u);       // the host never waited
+}
+
+TEST(CachingAllocatorStreams, TheNextAllocatePollsTheEvents) {
+  Fixture f;
+  void* a = f.alloc->allocate(4 * kMiB, kA);
+  f.alloc->record_stream(a, kB);
+  f.alloc->free(a);
+  void* other = f.alloc->allocate(4 * kMiB, kA);
+  EXPECT_NE(other, a);
+  f.dev.complete(kB);
+  EXPECT_EQ(f.alloc->allocate(4 * kMiB, kA), a);
+  EXPECT_EQ(f.dev.allocations, 2u);
+  EXPECT_EQ(f.alloc->stats().cache_hits, 1u);
+}
+
+TEST(CachingAllocatorStreams, WaitsForEveryRecordedStream) {
+  Fixture f;
+  void* a = f.alloc->allocate(1000, kA);
+  f.alloc->record_stream(a, kB);
+  f.alloc->record_stream(a, kC);
+  f.alloc->record_stream(a, kB);  // once per stream
+  f.alloc->record_stream(a, kA);  // its own stream needs no event
+  f.alloc->free(a);
+  EXPECT_EQ(f.dev.events_on(kA), 0u);
+  EXPECT_EQ(f.dev.events_on(kB), 1u);
+  EXPECT_EQ(f.dev.events_on(kC), 1u);
+  f.dev.complete(kB);
+  EXPECT_EQ(f.alloc->process_events(), 0u);
+  EXPECT_NE(f.alloc->allocate(1000, kA), a);
+  f.dev.complete(kC);
+  EXPECT_EQ(f.alloc->process_events(), 1u);
+  EXPECT_EQ(f.alloc->allocate(1000, kA), a);
+  EXPECT_EQ(f.dev.live_events, 0u);
+}
+
+TEST(CachingAllocatorStreams, StreamsAreForgottenOnceTheBlockIsFree) {
+  Fixture f;
+  void* a = f.alloc->allocate(1000, kA);
+  f.alloc->record_stream(a, kB);
+  f.alloc->free(a);
+  f.dev.complete(kB);
+  f.alloc->process_events();
+  void* again = f.alloc->allocate(1000, kA);
+  ASSERT_EQ(again, a);
+  f.alloc->free(again);  // its new life was on A only: cached at once
+  EXPECT_EQ(f.dev.events_on(kB), 1u);
+  EXPECT_EQ(f.alloc->stats().awaiting_blocks, 0u);
+  EXPECT_EQ(f.alloc->allocate(1000, kA), a);
+}
+
+TEST(CachingAllocatorStreams, WaitingBlockMergesWhenItsEventsComplete) {
+  Fixture f;
+  void* a = f.alloc->allocate(kMiB / 2, kA);
+  void* b = f.alloc->allocate(kMiB / 2, kA);
+  f.alloc->record_stream(a, kB);
+  f.alloc->free(a);
+  f.alloc->free(b);  // cached, but it may not merge with a, which B still uses
+  void* c = f.alloc->allocate(kMiB, kA);
+  EXPECT_EQ(c, b);
+  f.alloc->free(c);
+  f.dev.complete(kB);
+  f.alloc->process_events();
+  EXPECT_EQ(f.alloc->allocate(kMiB, kA), a);  // the segment is one free block again
+  EXPECT_EQ(f.dev.allocations, 1u);
+}
+
+TEST(CachingAllocatorStreams, StatsAddUpWithWaitingBlocks) {
+  Fixture f;
+  void* a = f.alloc->allocate(3 * kMiB, kA);  // a 4 MiB block
+  void* b = f.alloc->allocate(1000, kB);
+  void* c = f.alloc->allocate(1000, kB);
+  f.alloc->record_stream(a, kB);
+  f.alloc->record_stream(b, kA);
+  f.alloc->free(a);
+  f.alloc->free(b);
+  auto s = f.alloc->stats();
+  EXPECT_EQ(s.allocated_bytes, 1024u);
+  EXPECT_EQ(s.live_blocks, 1u);
+  EXPECT_EQ(s.awaiting_blocks, 2u);
+  EXPECT_EQ(s.awaiting_bytes, 4 * kMiB + 1024u);
+  EXPECT_EQ(s.reserved_bytes, 4 * kMiB + CachingAllocator::kSmallSegment);
+  EXPECT_EQ(s.peak_allocated_bytes, 4 * kMiB + 2048u);
+  f.dev.complete(kA);
+  EXPECT_EQ(f.alloc->process_events(), 1u);  // b
+  s = f.alloc->stats();
+  EXPECT_EQ(s.awaiting_blocks, 1u);
+  EXPECT_EQ(s.awaiting_bytes, 4 * kMiB);
+  f.alloc->free(c);
+  // release_cached waits for a's event and returns both segments.
+  EXPECT_EQ(f.alloc->release_cached(), 4 * kMiB + CachingAllocator::kSmallSegment);
+  EXPECT_EQ(f.dev.synchronizations, 1u);
+  s = f.alloc->stats();
+  EXPECT_EQ(s.awaiting_blocks, 0u);
+  EXPECT_EQ(s.awaiting_bytes, 0u);
+  EXPECT_EQ(s.reserved_bytes, 0u);
+  EXPECT_EQ(f.dev.in_use, 0u);
+  EXPECT_EQ(f.dev.live_events, 0u);
+}
+
+TEST(CachingAllocatorStreams, SteadyStateAcrossStreamsMakesNoBackendCalls) {
+  Fixture f;
+  size_t after_first = 0;
+  for (int step = 0; step < 20; step++) {
+    void* grads = f.alloc->allocate(12 * kMiB, kA);  // written on A, reduced on B
+    void* staging = f.alloc->allocate(96 * 1024, kB);
+    f.alloc->record_stream(grads, kB);
+    f.alloc->free(staging);
+    f.alloc->free(grads);
+    f.dev.complete(kB);
+    if (step == 0) after_first = f.dev.allocations;
+  }
+  EXPECT_EQ(f.dev.allocations, after_first);
+  EXPECT_EQ(f.dev.frees, 0u);
+  EXPECT_EQ(f.dev.synchronizations, 0u);
+  EXPECT_EQ(f.dev.live_events, 1u);  // the last step's, not yet polled
+}
+
+TEST(CachingAllocatorStreams, OutOfMemoryWaitsForWaitingBlocksFirst) {
+  Fixture f(10 * kMiB);
+  void* a = f.alloc->allocate(6 * kMiB, kA);
+  f.alloc->record_stream(a, kB);
+  f.alloc->free(a);
+  // The device has room for one 6 MiB segment: the request waits for B and reuses a.
+  EXPECT_EQ(f.alloc->allocate(6 * kMiB, kA), a);
+  EXPECT_EQ(f.dev.synchronizations, 1u);
+  EXPECT_EQ(f.dev.allocations, 1u);
+  EXPECT_EQ(f.dev.frees, 0u);
+  EXPECT_EQ(f.alloc->stats().awaiting_blocks, 0u);
+}
+
+TEST(CachingAllocatorStreams, OutOfMemoryOnAnotherStreamWaitsThenReleases) {
+  Fixture f(10 * kMiB);
+  void* a = f.alloc->allocate(6 * kMiB, kA);
+  f.alloc->record_stream(a, kB);
+  f.alloc->free(a);
+  // C cannot reuse A's block: after B's event the segment is wholly free and goes back to make room.
+  void* c = f.alloc->allocate(8 * kMiB, kC);
+  EXPECT_NE(c, nullptr);
+  EXPECT_EQ(f.dev.synchronizations, 1u);
+  EXPECT_EQ(f.dev.frees, 1u);
+  EXPECT_EQ(f.alloc->stats().reserved_bytes, 8 * kMiB);
+  f.alloc->free(c);
+}
+
+TEST(CachingAllocatorStreams, OutOfMemoryFailsClearlyAfterWaiting) {
+  Fixture f(10 * kMiB);
+  void* keep = f.alloc->allocate(4 * kMiB, kA);
+  void* a = f.alloc->allocate(4 * kMiB, kA);
+  f.alloc->record_stream(a, kB);
+  f.alloc->free(a);
+  try {
+    f.alloc->allocate(8 * kMiB, kA);
+    FAIL() << "an allocation beyond the device's capacity succeeded";
+  } catch (const zt::RuntimeError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("out of device memory"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(std::to_string(8 * kMiB)), std::string::npos) << msg;
+  }
+  // It waited for B, then gave a's segment back, before failing.
+  EXPECT_EQ(f.dev.synchronizations, 1u);
+  EXPECT_EQ(f.dev.frees, 1u);
+  const auto s = f.alloc->stats();
+  EXPECT_EQ(s.awaiting_blocks, 0u);
+  EXPECT_EQ(s.reserved_bytes, 4 * kMiB);
+  EXPECT_EQ(s.allocated_bytes, 4 * kMiB);
+  f.alloc->free(keep);
+}
+
+TEST(CachingAllocatorStreams, RecordStreamNeedsALiveBlock) {
+  Fixture f;
+  void* a = f.alloc->allocate(1000, kA);
+  int local = 0;
+  EXPECT_THROW(f.alloc->record_stream(&local, kB), zt::RuntimeError);
+  EXPECT_THROW(f.alloc->record_stream(as_bytes(a) + 512, kB), zt::RuntimeError);
+  f.alloc->free(a);
+  EXPECT_THROW(f.alloc->record_stream(a, kB), zt::RuntimeError);
+}
+
+TEST(CachingAllocatorStreams, FailedEventRecordLeavesTheBlockLive) {
+  Fixture f;
+  void* a = f.alloc->allocate(1000, kA);
+  f.alloc->record_stream(a, kB);
+  f.alloc->record_stream(a, kC);
+  f.dev.records_before_failure = 1;  // B's event is recorded, C's fails
+  EXPECT_THROW(f.alloc->free(a), std::runtime_error);
+  EXPECT_EQ(f.alloc->stats().live_blocks, 1u);
+  EXPECT_EQ(f.dev.events_on(kB), 1u);
+  EXPECT_EQ(f.dev.live_events, 0u);  // given back
+  f.dev.records_before_failure = -1;
+  f.alloc->free(a);
+  EXPECT_EQ(f.alloc->stats().awaiting_blocks, 1u);
+}
+
+TEST(CachingAllocatorStreams, DestructorReturnsWaitingSegmentsAndEvents) {
+  Fixture f;
+  void* a = f.alloc->allocate(1000, kA);
+  void* b = f.alloc->allocate(5 * kMiB, kB);
+  f.alloc->record_stream(a, kB);
+  f.alloc->record_stream(b, kA);
+  f.alloc->record_stream(b, kC);
+  f.alloc->free(a);
+  f.alloc->free(b);
+  EXPECT_EQ(f.dev.live_events, 3u);
+  f.alloc.reset();
+  EXPECT_EQ(f.dev.segments.size(), 0u);
+  EXPECT_EQ(f.dev.live_events, 0u);
 }
 
 }  // namespace
