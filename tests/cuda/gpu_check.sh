@@ -11,7 +11,8 @@ nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || echo "nvidia-smi failed: no GPU here?
 
 start=$SECONDS
 cmake -S . -B "$build" -DZT_WERROR=ON -DZT_CUDA=ON > "$out/configure.log" 2>&1 &&
-  cmake --build "$build" -j"$(nproc)" --target test_cuda cuda_model_step_bench zerotrain test_config \
+  cmake --build "$build" -j"$(nproc)" --target test_cuda cuda_model_step_bench cuda_offload_step_bench zerotrain \
+    test_config \
     > "$out/build.log" 2>&1
 build_rc=$?
 echo "build: rc=$build_rc in $((SECONDS - start)) s" | tee -a "$out/summary.txt"
@@ -56,5 +57,7 @@ for attn in "" "--flash"; do
     >> "$out/bench.log" 2>&1
   echo "bench $attn: rc=$?" | tee -a "$out/summary.txt"
 done
+timeout 120 "$build/cuda_offload_step_bench" --n 33554432 --iters 5 >> "$out/bench.log" 2>&1
+echo "bench offload step: rc=$?" | tee -a "$out/summary.txt"
 cat "$out/bench.log"
 exit $test_rc

@@ -89,6 +89,7 @@ class GpuZeroEngine : public ZeroEngine {
   }
 
   ~GpuZeroEngine() override {
+    offload_.reset();  // waits for its copies, which may target grad_part_ after an interrupted step
     cudaStreamSynchronize(stream_);
     for (void* p : blocks_) alloc_.free(p);
     alloc_.free(sum_squares_);
@@ -127,6 +128,7 @@ class GpuZeroEngine : public ZeroEngine {
     const float clip = clip_factor(r.grad_norm, cfg_.gradient_clipping);
     if (clip != 1.0f) cuda::scale_inplace(grads, state_n_, clip, stream_);
     if (offload_) {  // the updated weights come back over the gradient partition, to be allgathered from there
+      ZT_CUDA_CHECK_LAUNCH("scale_inplace");
       offload_->step(grad_part_, lr, step);
       publish_params(grad_part_);
       return r;
