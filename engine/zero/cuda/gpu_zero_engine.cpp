@@ -129,7 +129,7 @@ class GpuZeroEngine : public ZeroEngine {
     if (clip != 1.0f) cuda::scale_inplace(grads, state_n_, clip, stream_);
     if (offload_) {  // the updated weights come back over the gradient partition, to be allgathered from there
       ZT_CUDA_CHECK_LAUNCH("scale_inplace");
-      offload_->step(grad_part_, lr, step);
+      r.io_wait_s = offload_->step(grad_part_, lr, step);
       publish_params(grad_part_);
       return r;
     }

@@ -1,6 +1,7 @@
 #include "engine/zero/cuda/host_offload_optimizer.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "engine/base/error.h"
@@ -35,7 +36,12 @@ class HostOffloadOptimizer::Copier : public ChunkCopier {
     if (uploaded_ != nullptr) cudaEventDestroy(uploaded_);
   }
 
-  void set_device(float* device_partition) { device_ = device_partition; }
+  // Before each step: its device partition, and the wait count starts again.
+  void start(float* device_partition) {
+    device_ = device_partition;
+    waited_s_ = 0.0;
+  }
+  double waited_s() const { return waited_s_; }
   cudaEvent_t uploaded() const { return uploaded_; }
 
   void queue_download(size_t chunk, size_t begin, size_t end) override {
@@ -43,7 +49,11 @@ class HostOffloadOptimizer::Copier : public ChunkCopier {
                                   cudaMemcpyDeviceToHost, copy_));
     ZT_CUDA_CHECK(cudaEventRecord(downloaded_.at(chunk), copy_));
   }
-  void wait_download(size_t chunk) override { ZT_CUDA_CHECK(cudaEventSynchronize(downloaded_.at(chunk))); }
+  void wait_download(size_t chunk) override {
+    const auto t0 = std::chrono::steady_clock::now();
+    ZT_CUDA_CHECK(cudaEventSynchronize(downloaded_.at(chunk)));
+    waited_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
   void queue_upload(size_t, size_t begin, size_t end) override {
     ZT_CUDA_CHECK(cudaMemcpyAsync(device_ + begin, host_.master + begin, (end - begin) * sizeof(float),
                                   cudaMemcpyHostToDevice, copy_));
@@ -54,6 +64,7 @@ class HostOffloadOptimizer::Copier : public ChunkCopier {
   cudaStream_t copy_;
   const HostAdamPartition& host_;
   float* device_ = nullptr;
+  double waited_s_ = 0.0;
   std::vector<cudaEvent_t> downloaded_;
   cudaEvent_t uploaded_ = nullptr;
 };
@@ -101,16 +112,17 @@ HostOffloadOptimizer::~HostOffloadOptimizer() {
   if (copy_ != nullptr) cudaStreamDestroy(copy_);
 }
 
-void HostOffloadOptimizer::step(float* device_partition, double lr, int64_t step) {
+double HostOffloadOptimizer::step(float* device_partition, double lr, int64_t step) {
   const offload::CpuAdamHyper hyper = offload::cpu_adam_hyper(cfg_.optimizer, lr);
   // The copy stream starts after the gradient partition is complete (reduced and clipped on the compute stream);
   // the compute stream's later work (the allgather) starts after the last upload. Neither blocks the host.
   ZT_CUDA_CHECK(cudaEventRecord(grads_ready_, compute_));
   ZT_CUDA_CHECK(cudaStreamWaitEvent(copy_, grads_ready_, 0));
-  copier_->set_device(device_partition);
+  copier_->start(device_partition);
   run_chunk_pipeline(split_, kLookahead, *copier_,
                      [&](size_t begin, size_t end) { host_.update(begin, end, hyper, step); });
   ZT_CUDA_CHECK(cudaStreamWaitEvent(compute_, copier_->uploaded(), 0));
+  return copier_->waited_s();
 }
 
 float* HostOffloadOptimizer::state(const std::string& name) {

@@ -35,8 +35,8 @@ class HostOffloadOptimizer {
 
   // device_partition: n floats on the device. In: the gradient partition, complete in the order of compute_stream.
   // Out: the updated fp32 weights, for work queued on compute_stream after this returns (the host does not wait
-  // for the last uploads).
-  void step(float* device_partition, double lr, int64_t step);
+  // for the last uploads). Returns the seconds the host blocked on downloads (the copies the CPU work did not hide).
+  double step(float* device_partition, double lr, int64_t step);
 
   // The host-resident "master", "exp_avg" or "exp_avg_sq" (n floats) for checkpoints; waits for copies in flight
   // first, so the caller may read or overwrite it.
