@@ -131,6 +131,17 @@ const char* cpu_isa_name(CpuIsa isa) {
   return "scalar";
 }
 
+CpuAdamHyper cpu_adam_hyper(const OptimizerConfig& cfg, double lr) {
+  CpuAdamHyper h;
+  h.lr = lr;
+  h.beta1 = cfg.beta1;
+  h.beta2 = cfg.beta2;
+  h.eps = cfg.eps;
+  h.weight_decay = cfg.weight_decay;
+  h.adamw_mode = cfg.type == OptimizerType::AdamW || cfg.adam_w_mode;
+  return h;
+}
+
 int cpu_adam_threads() {
   const char* env = std::getenv("OMP_NUM_THREADS");
   if (env != nullptr) {

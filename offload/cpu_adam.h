@@ -28,6 +28,9 @@ struct CpuAdamHyper {
   bool adamw_mode = true;  // true: decoupled decay (p *= 1 - lr*wd); false: L2 (g += wd*p)
 };
 
+// The hyperparameters of the configured Adam/AdamW at learning rate lr (AdamW, or Adam with adam_w_mode: decoupled).
+CpuAdamHyper cpu_adam_hyper(const OptimizerConfig& cfg, double lr);
+
 // One update of params[0..n) (step counts from 1, for the bias corrections). decay: whether weight_decay applies.
 void cpu_adam_step(float* params, const float* grads, float* exp_avg, float* exp_avg_sq, size_t n,
                    const CpuAdamHyper& hyper, int64_t step, bool decay);

@@ -1,6 +1,7 @@
 #include "engine/config/train_device.h"
 
 #include "engine/base/error.h"
+#include "engine/config/config_parser.h"
 
 namespace zt {
 
@@ -20,8 +21,12 @@ std::vector<std::string> cuda_unsupported_settings(const Config& cfg) {
   std::vector<std::string> out;
   const ZeroConfig& z = cfg.zero;
   if (z.stage == 3) out.push_back("zero_optimization.stage (3)");
-  if (z.offload_optimizer.device != OffloadDevice::None) out.push_back("zero_optimization.offload_optimizer.device");
-  if (z.offload_param.device != OffloadDevice::None) out.push_back("zero_optimization.offload_param.device");
+  // The GPU path offloads the optimizer to host memory (CPU Adam, stages 1-2); not to NVMe, and not the parameters.
+  if (z.offload_optimizer.device == OffloadDevice::Nvme)
+    out.push_back("zero_optimization.offload_optimizer.device (nvme)");
+  if (z.offload_param.device != OffloadDevice::None)
+    out.push_back(std::string("zero_optimization.offload_param.device (") + offload_device_name(z.offload_param.device) +
+                  ")");
   if (cfg.fp16.enabled) out.push_back("fp16.enabled (true)");
   if (cfg.bf16) out.push_back("bf16.enabled (true)");
   if (cfg.activation_checkpointing.enabled) out.push_back("activation_checkpointing");

@@ -32,31 +32,19 @@ OwnedPartition::OwnedPartition(const Config& cfg, GPT2& model, ProcessGroup& pg)
   }
 }
 
-offload::CpuAdamHyper OwnedPartition::adam_hyper(double lr) const {
-  const OptimizerConfig& o = cfg_.optimizer;
-  offload::CpuAdamHyper h;
-  h.lr = lr;
-  h.beta1 = o.beta1;
-  h.beta2 = o.beta2;
-  h.eps = o.eps;
-  h.weight_decay = o.weight_decay;
-  h.adamw_mode = o.type == OptimizerType::AdamW || o.adam_w_mode;
-  return h;
-}
-
 void OwnedPartition::zero_grads() { std::fill(grads_.begin(), grads_.end(), 0.0f); }
 
 bool OwnedPartition::update(double lr, int64_t step, StepResult& r, const MasterSink& updated) {
   if (!finish_gradients(pg_, scaler_, grads_.data(), grads_.size(), cfg_.gradient_clipping, true, r)) return false;
   if (nvme_) {
     const double waited = nvme_->io_wait_seconds();
-    nvme_->step(grads_.data(), ranges_, adam_hyper(lr), step, updated);
+    nvme_->step(grads_.data(), ranges_, offload::cpu_adam_hyper(cfg_.optimizer, lr), step, updated);
     r.io_wait_s = nvme_->io_wait_seconds() - waited;
     return true;
   }
   if (cpu_adam_)
     offload::cpu_adam_step(master_.data(), grads_.data(), state_buffer("exp_avg"), state_buffer("exp_avg_sq"),
-                           master_.size(), adam_hyper(lr), step, ranges_);
+                           master_.size(), offload::cpu_adam_hyper(cfg_.optimizer, lr), step, ranges_);
   else
     optimizer_->step(master_.data(), grads_.data(), ranges_, lr, step);
   updated(0, master_.size(), master_.data());

@@ -58,7 +58,6 @@ class OwnedPartition {
 
  private:
   float* state_buffer(const std::string& name);
-  offload::CpuAdamHyper adam_hyper(double lr) const;
 
   const Config& cfg_;
   ProcessGroup& pg_;

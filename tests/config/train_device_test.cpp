@@ -43,10 +43,15 @@ TEST(TrainDevice, CudaRefusesWhatTheGpuPathCannotRunNamingEachKey) {
       {R"("bf16": {"enabled": true})", "bf16.enabled (true)"},
       {R"("activation_checkpointing": {})", "activation_checkpointing"},
       {R"("optimizer": {"type": "SGD", "params": {"lr": 0.1}})", "optimizer.type (SGD)"},
-      {R"("zero_optimization": {"stage": 1, "offload_optimizer": {"device": "cpu"}})",
-       "zero_optimization.offload_optimizer.device"},
+      {R"("zero_optimization": {"stage": 1, "offload_optimizer": {"device": "nvme", "nvme_path": "/tmp"}})",
+       "zero_optimization.offload_optimizer.device (nvme)"},
+      {R"("zero_optimization": {"stage": 2, "offload_optimizer": {"device": "nvme", "nvme_path": "/tmp"}})",
+       "zero_optimization.offload_optimizer.device (nvme)"},
       {R"("zero_optimization": {"stage": 3, "offload_param": {"device": "cpu"}})",
-       "zero_optimization.stage (3) and zero_optimization.offload_param.device"},
+       "zero_optimization.stage (3) and zero_optimization.offload_param.device (cpu)"},
+      {R"("zero_optimization": {"stage": 3, "offload_param": {"device": "nvme", "nvme_path": "/tmp"}})",
+       "zero_optimization.stage (3) and zero_optimization.offload_param.device (nvme)"},
+      {R"("zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}})", "zero_optimization.stage (3)"},
   };
   for (const Case& c : cases) {
     const std::string msg = config_error(with_batch(c.members + R"(, "train": {"device": "cuda"})"));
@@ -59,6 +64,27 @@ TEST(TrainDevice, CudaRefusesWhatTheGpuPathCannotRunNamingEachKey) {
                           "}"));
   // The same unsupported settings are fine on the CPU and with "auto" (which then trains on the CPU).
   EXPECT_NO_THROW(parse(R"("fp16": {"enabled": true}, "train": {"device": "auto"})"));
+}
+
+TEST(TrainDevice, CudaTakesOptimizerOffloadToCpuAtStages1And2) {
+  for (int stage : {1, 2}) {
+    for (const char* pin : {"true", "false"}) {
+      const Config cfg = parse(R"("train": {"device": "cuda"}, "zero_optimization": {"stage": )" +
+                               std::to_string(stage) + R"(, "offload_optimizer": {"device": "cpu", "pin_memory": )" +
+                               pin + "}}");
+      EXPECT_EQ(cfg.zero.offload_optimizer.device, OffloadDevice::Cpu);
+      EXPECT_EQ(cfg.zero.offload_optimizer.pin_memory, std::string(pin) == "true");
+      EXPECT_TRUE(cuda_unsupported_settings(cfg).empty()) << join_settings(cuda_unsupported_settings(cfg));
+    }
+  }
+  // The command line's spelling, and the deprecated cpu_offload flag, mean the same.
+  EXPECT_NO_THROW(parse(R"("zero_optimization": {"stage": 2})",
+                        {"train.device=cuda", "zero_optimization.offload_optimizer.device=cpu"}));
+  EXPECT_NO_THROW(parse(R"("train": {"device": "cuda"}, "zero_optimization": {"stage": 1, "cpu_offload": true})"));
+  // Stage 0 has no optimizer partition to offload, on either device (the cross-field rule names the key).
+  const std::string msg = config_error(
+      with_batch(R"("train": {"device": "cuda"}, "zero_optimization": {"offload_optimizer": {"device": "cpu"}})"));
+  EXPECT_NE(msg.find("zero_optimization.offload_optimizer.device"), std::string::npos) << msg;
 }
 
 TEST(TrainDevice, JoinSettingsReadsAsAList) {
@@ -94,6 +120,12 @@ TEST(TrainDevice, ResolveForMachineAndBuild) {
   EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cuda);
   EXPECT_EQ(resolve_train_device(cfg, 0, true), TrainDevice::Cpu);
   EXPECT_EQ(resolve_train_device(cfg, 1, false), TrainDevice::Cpu);
+  cfg.zero.stage = 2;
+  cfg.zero.offload_optimizer.device = OffloadDevice::Cpu;  // on the GPU path: auto takes the GPU
+  EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cuda);
+  cfg.zero.offload_optimizer.device = OffloadDevice::Nvme;  // not on the GPU path: auto falls back to the CPU
+  EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cpu);
+  cfg.zero.offload_optimizer.device = OffloadDevice::None;
   cfg.fp16.enabled = true;  // not on the GPU path: auto falls back to the CPU
   EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cpu);
 }

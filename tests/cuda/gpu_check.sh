@@ -11,7 +11,8 @@ nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || echo "nvidia-smi failed: no GPU here?
 
 start=$SECONDS
 cmake -S . -B "$build" -DZT_WERROR=ON -DZT_CUDA=ON > "$out/configure.log" 2>&1 &&
-  cmake --build "$build" -j"$(nproc)" --target test_cuda cuda_model_step_bench zerotrain test_config \
+  cmake --build "$build" -j"$(nproc)" --target test_cuda cuda_model_step_bench cuda_offload_step_bench zerotrain \
+    test_config \
     > "$out/build.log" 2>&1
 build_rc=$?
 echo "build: rc=$build_rc in $((SECONDS - start)) s" | tee -a "$out/summary.txt"
@@ -25,13 +26,14 @@ grep -E "^\[  (FAILED|SKIPPED|PASSED) " "$out/test_cuda.log" | tee -a "$out/summ
 if command -v compute-sanitizer > /dev/null || [ -x /usr/local/cuda/bin/compute-sanitizer ]; then
   sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   timeout 240 "$sanitizer" --tool memcheck --error-exitcode 3 "$build/tests/test_cuda" \
-    --gtest_filter='KernelsGpu.*:AttentionGpu.*:GradUpdateGpu.*:CastGpu.*:CrossEntropyGpu.*' > "$out/memcheck.log" 2>&1
+    --gtest_filter='KernelsGpu.*:AttentionGpu.*:GradUpdateGpu.*:CastGpu.*:CrossEntropyGpu.*:HostOffloadOptimizerGpu.*' \
+    > "$out/memcheck.log" 2>&1
   echo "memcheck: rc=$? (3 = errors found, 124 = timed out)" | tee -a "$out/summary.txt"
 fi
 
 # Training on the GPU: the small shipped config (gpt2-tiny) with train.device=cuda on a generated token shard (the
 # embedded corpus needs Debian's fortunes, which the device may lack), then the GPU-vs-CPU parity test (stages 0-2,
-# 1 and 2 ranks, resume). Both need only Python's standard library.
+# 1 and 2 ranks, optimizer offload to the CPU at stages 1-2, resume). Both need only Python's standard library.
 py=$(command -v python3 || echo /usr/bin/python3)
 shard="$(cd "$out" && pwd)/shard.bin"
 "$py" -c "import sys; sys.path.insert(0, 'tests/train'); import gpu_train_parity_test as t; \
@@ -41,7 +43,7 @@ tiny_args=(--config configs/tiny_cpu.json train.device=cuda train.max_steps=20 t
 timeout 120 "$build/zerotrain" "${tiny_args[@]}" > "$out/train_cuda.log" 2>&1
 echo "zerotrain train.device=cuda (tiny, 20 steps): rc=$?" | tee -a "$out/summary.txt"
 tail -5 "$out/train_cuda.log" | tee -a "$out/summary.txt"
-timeout 240 "$py" tests/train/gpu_train_parity_test.py --build-dir "$build" --source-dir . \
+timeout 300 "$py" tests/train/gpu_train_parity_test.py --build-dir "$build" --source-dir . \
   > "$out/gpu_train_parity.log" 2>&1
 parity_rc=$?
 echo "gpu_train_parity_test: rc=$parity_rc (77 = skipped: no GPU)" | tee -a "$out/summary.txt"
@@ -55,5 +57,7 @@ for attn in "" "--flash"; do
     >> "$out/bench.log" 2>&1
   echo "bench $attn: rc=$?" | tee -a "$out/summary.txt"
 done
+timeout 120 "$build/cuda_offload_step_bench" --n 33554432 --iters 5 >> "$out/bench.log" 2>&1
+echo "bench offload step: rc=$?" | tee -a "$out/summary.txt"
 cat "$out/bench.log"
 exit $test_rc

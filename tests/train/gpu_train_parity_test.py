@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """zerotrain on the GPU (train.device "cuda") against the CPU: for 5 training steps of a small GPT-2 at ZeRO stages
 0, 1 and 2 (one rank, and two ranks at stages 0 and 2), every step's loss must agree with the CPU run of the same
-config to 1e-5 relative (fp32 on both; the GPU's cuBLASLt runs fp32 without TF32). A GPU run stopped after 3 steps
-and resumed from its checkpoint must continue with the same losses.
+config to 1e-5 relative (fp32 on both; the GPU's cuBLASLt runs fp32 without TF32). The same with the optimizer
+offloaded to the CPU (offload_optimizer.device "cpu", pinned, in chunks of 5000 elements) at stage 1 on one rank and
+stage 2 on two, against the CPU run with the same offload. A GPU run stopped after 3 steps and resumed from its
+checkpoint must continue with the same losses, and so must a GPU run whose checkpoints go from offloaded to
+on-device optimizer state and back.
 
 Without a GPU (or without CUDA in the build) it checks instead that `train.device=cuda` is refused cleanly (usage
 exit code, the message names train.device), then reports itself skipped ("no GPU", exit code 77, ctest's
-SKIP_RETURN_CODE). That a config the GPU path does not support (fp16) is refused at parse time, naming both keys,
-is checked everywhere."""
+SKIP_RETURN_CODE). That configs the GPU path does not support (fp16, optimizer offload to nvme) are refused at parse
+time, naming both keys, is checked everywhere."""
 import argparse
 import json
 import os
@@ -22,6 +25,9 @@ from zt_testlib import step_records  # noqa: E402
 STEPS = 5
 REL_TOL = 1e-5
 SKIP = 77
+# The optimizer's partition and Adam state in pinned host memory; on the GPU the step moves it in several chunks.
+OFFLOAD = ["zero_optimization.offload_optimizer.device=cpu", "zero_optimization.offload_optimizer.pin_memory=true",
+           "zero_optimization.sub_group_size=5000"]
 
 
 def write_shard(path, n_tokens, seed):
@@ -94,10 +100,15 @@ def main():
             json.dump(base_config(shard), f)
 
         # Refused at parse time on every machine: fp16 is not on the GPU path yet.
-        cmd, p = run(zt, config, os.path.join(tmp, "fp16"), ["train.device=cuda", "fp16.enabled=true"])
-        if p.returncode != 2 or "train.device" not in p.stderr or "fp16.enabled" not in p.stderr:
-            failures.append(f"{' '.join(cmd)}: expected exit 2 naming train.device and fp16.enabled, got "
-                            f"{p.returncode}: {p.stderr[-1500:]}")
+        refused = [(["fp16.enabled=true"], "fp16.enabled"),
+                   (["zero_optimization.stage=1", "zero_optimization.offload_optimizer.device=nvme",
+                     f"zero_optimization.offload_optimizer.nvme_path={tmp}"],
+                    "zero_optimization.offload_optimizer.device (nvme)")]
+        for overrides, key in refused:
+            cmd, p = run(zt, config, os.path.join(tmp, "refused"), ["train.device=cuda"] + overrides)
+            if p.returncode != 2 or "train.device" not in p.stderr or key not in p.stderr:
+                failures.append(f"{' '.join(cmd)}: expected exit 2 naming train.device and {key}, got "
+                                f"{p.returncode}: {p.stderr[-1500:]}")
 
         cmd, p = run(zt, config, os.path.join(tmp, "probe"), ["train.device=cuda", "train.max_steps=1"])
         no_gpu = "no GPU is visible" in p.stderr or "built without CUDA" in p.stderr
@@ -118,32 +129,41 @@ def main():
                   file=sys.stderr)
             return 1
 
-        cases = [(0, 1), (1, 1), (2, 1), (0, 2), (2, 2)]
-        for stage, nproc in cases:
-            ref_dir, gpu_dir = (os.path.join(tmp, f"{dev}_s{stage}_n{nproc}") for dev in ("cpu", "cuda"))
+        cases = [(0, 1, False), (1, 1, False), (2, 1, False), (0, 2, False), (2, 2, False), (1, 1, True),
+                 (2, 2, True)]
+        for stage, nproc, offload in cases:
+            name = f"s{stage}_n{nproc}" + ("_offload" if offload else "")
+            ref_dir, gpu_dir = (os.path.join(tmp, f"{dev}_{name}") for dev in ("cpu", "cuda"))
             results = {}
             for dev, d in (("cpu", ref_dir), ("cuda", gpu_dir)):
-                cmd, p = run(zt, config, d, [f"train.device={dev}", f"zero_optimization.stage={stage}"], nproc)
+                cmd, p = run(zt, config, d, [f"train.device={dev}", f"zero_optimization.stage={stage}"] +
+                             (OFFLOAD if offload else []), nproc)
                 if p.returncode != 0:
                     failures.append(f"{' '.join(cmd)} exited {p.returncode}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
                     break
                 results[dev] = losses(d)
             if len(results) == 2:
-                compare(f"stage {stage}, {nproc} rank(s)", results["cuda"], results["cpu"], range(1, STEPS + 1),
-                        failures)
+                compare(f"stage {stage}, {nproc} rank(s)" + (", optimizer offloaded" if offload else ""),
+                        results["cuda"], results["cpu"], range(1, STEPS + 1), failures)
 
         # Resume on the GPU: 3 steps, then from that checkpoint to 5; steps 4-5 as the CPU's uninterrupted run.
-        resume_dir = os.path.join(tmp, "cuda_resume")
-        ok = True
-        for extra in (["train.max_steps=3"], ["train.resume=latest"]):
-            cmd, p = run(zt, config, resume_dir, ["train.device=cuda", "zero_optimization.stage=1"] + extra)
-            if p.returncode != 0:
-                failures.append(f"{' '.join(cmd)} exited {p.returncode}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
-                ok = False
-                break
-        if ok:
-            compare("resumed at step 3 (stage 1)", losses(resume_dir), losses(os.path.join(tmp, "cpu_s1_n1")),
-                    range(1, STEPS + 1), failures)
+        # Then across offload settings: 2 steps offloaded, to 4 with the state on the device, to 5 offloaded again.
+        resumes = [("resumed at step 3 (stage 1)", "cuda_resume", [["train.max_steps=3"], ["train.resume=latest"]]),
+                   ("resumed offloaded -> on the device -> offloaded (stage 1)", "cuda_resume_offload",
+                    [OFFLOAD + ["train.max_steps=2"], ["train.max_steps=4", "train.resume=latest"],
+                     OFFLOAD + ["train.resume=latest"]])]
+        for what, dirname, runs in resumes:
+            resume_dir = os.path.join(tmp, dirname)
+            ok = True
+            for extra in runs:
+                cmd, p = run(zt, config, resume_dir, ["train.device=cuda", "zero_optimization.stage=1"] + extra)
+                if p.returncode != 0:
+                    failures.append(f"{' '.join(cmd)} exited {p.returncode}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+                    ok = False
+                    break
+            if ok:
+                compare(what, losses(resume_dir), losses(os.path.join(tmp, "cpu_s1_n1")), range(1, STEPS + 1),
+                        failures)
     for f in failures:
         print("FAIL:", f, file=sys.stderr)
     return 1 if failures else 0

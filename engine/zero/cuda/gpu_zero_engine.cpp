@@ -4,11 +4,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include "engine/base/error.h"
 #include "engine/model/cuda/gpt2_cuda.h"
+#include "engine/zero/cuda/host_offload_optimizer.h"
 #include "engine/zero/cuda/nvtx_range.h"
 #include "engine/zero/engine_common.h"
 #include "kernels/cuda/caching_allocator.h"
@@ -40,6 +42,9 @@ class GpuZeroEngine : public ZeroEngine {
         alloc_(model_->allocator()) {
     if (stage_ > 2) throw RuntimeError("the GPU engine runs ZeRO stages 0-2, not stage " + std::to_string(stage_));
     if (cfg.optimizer.type == OptimizerType::SGD) throw RuntimeError("the GPU engine has no SGD update (Adam only)");
+    const ZeroConfig& z = cfg.zero;
+    if (z.offload_optimizer.device == OffloadDevice::Nvme || z.offload_param.device != OffloadDevice::None)
+      throw RuntimeError("the GPU engine offloads only the optimizer, and only to cpu (not nvme, not offload_param)");
     if (world_ > 1 && device_pg_ == nullptr)
       throw RuntimeError("the GPU engine needs a process group for device buffers at world size " +
                          std::to_string(world_));
@@ -52,12 +57,16 @@ class GpuZeroEngine : public ZeroEngine {
     ZT_CUDA_CHECK(cudaEventCreateWithFlags(&grads_ready_, cudaEventDisableTiming));
 
     // Every device buffer of the step is taken here, from the model's caching allocator: a step allocates nothing.
-    exp_avg_ = take(state_n_);
-    exp_avg_sq_ = take(state_n_);
+    // With the optimizer offloaded (stages 1-2) the master partition and Adam's state live in host memory instead.
+    const bool offload = partitioned_ && cfg.zero.offload_optimizer.device == OffloadDevice::Cpu;
+    if (!offload) {
+      exp_avg_ = take(state_n_);
+      exp_avg_sq_ = take(state_n_);
+      ZT_CUDA_CHECK(cudaMemsetAsync(exp_avg_, 0, state_n_ * sizeof(float), stream_));
+      ZT_CUDA_CHECK(cudaMemsetAsync(exp_avg_sq_, 0, state_n_ * sizeof(float), stream_));
+    }
     partials_ = take(cuda::kSumSquaresPartials);
     sum_squares_ = static_cast<double*>(alloc_.allocate(sizeof(double)));
-    ZT_CUDA_CHECK(cudaMemsetAsync(exp_avg_, 0, state_n_ * sizeof(float), stream_));
-    ZT_CUDA_CHECK(cudaMemsetAsync(exp_avg_sq_, 0, state_n_ * sizeof(float), stream_));
     if (partitioned_) {
       size_t at = 0;
       for (const UnitShard& u : map_.units()) {
@@ -66,16 +75,21 @@ class GpuZeroEngine : public ZeroEngine {
       }
       padded_ = take(at);
       padded_n_ = at;
-      master_ = take(state_n_);
       grad_part_ = take(state_n_);
       std::vector<float> part(state_n_);
       map_.flat_to_partition(layout.param_data(), part.data(), rank_);
-      upload(master_, part.data(), state_n_);
+      if (offload) {
+        offload_ = std::make_unique<HostOffloadOptimizer>(cfg, state_n_, ranges_, part.data(), stream_, rank_);
+      } else {
+        master_ = take(state_n_);
+        upload(master_, part.data(), state_n_);
+      }
     }
     model_->upload_params(layout.param_data());
   }
 
   ~GpuZeroEngine() override {
+    offload_.reset();  // waits for its copies, which may target grad_part_ after an interrupted step
     cudaStreamSynchronize(stream_);
     for (void* p : blocks_) alloc_.free(p);
     alloc_.free(sum_squares_);
@@ -113,6 +127,12 @@ class GpuZeroEngine : public ZeroEngine {
     r.grad_norm = partitioned_ ? global_norm_from_partitions(host_pg_, local) : std::sqrt(local);
     const float clip = clip_factor(r.grad_norm, cfg_.gradient_clipping);
     if (clip != 1.0f) cuda::scale_inplace(grads, state_n_, clip, stream_);
+    if (offload_) {  // the updated weights come back over the gradient partition, to be allgathered from there
+      ZT_CUDA_CHECK_LAUNCH("scale_inplace");
+      r.io_wait_s = offload_->step(grad_part_, lr, step);
+      publish_params(grad_part_);
+      return r;
+    }
     for (const DecayRange& d : ranges_) {
       if (d.end <= d.begin) continue;
       const AdamStepScalars s = adam_step_scalars(cfg_.optimizer, decoupled_, lr, step, d.decay);
@@ -120,7 +140,7 @@ class GpuZeroEngine : public ZeroEngine {
                         d.end - d.begin, s, stream_);
     }
     ZT_CUDA_CHECK_LAUNCH("adam_update");
-    if (partitioned_) publish_params();
+    if (partitioned_) publish_params(master_);
     return r;
   }
 
@@ -130,6 +150,7 @@ class GpuZeroEngine : public ZeroEngine {
     m.grad_bytes = n_ * sizeof(float);
     m.optimizer_bytes = (partitioned_ ? 3 : 2) * state_n_ * sizeof(float);  // (master partition,) exp_avg, exp_avg_sq
     m.comm_bytes = partitioned_ ? (padded_n_ + state_n_) * sizeof(float) : 0;
+    if (offload_) m.comm_bytes += state_n_ * sizeof(float);  // the gradient partition's copy in host memory
     return m;
   }
 
@@ -142,6 +163,10 @@ class GpuZeroEngine : public ZeroEngine {
   std::vector<std::string> state_names() const override { return {"master", kExpAvg, kExpAvgSq}; }
 
   void export_partition(const std::string& name, float* partition) override {
+    if (offload_) {
+      std::memcpy(partition, offload_->state(name), state_n_ * sizeof(float));
+      return;
+    }
     const float* src = state_buffer(name);
     if (partitioned_) {
       download(partition, src, state_n_);
@@ -153,6 +178,11 @@ class GpuZeroEngine : public ZeroEngine {
   }
 
   void import_full(const std::string& name, const float* flat) override {
+    if (offload_) {  // into the host partition; the model's weights as below
+      map_.flat_to_partition(flat, offload_->state(name), rank_);
+      if (name == "master") upload(model_->device_params(), flat, n_);
+      return;
+    }
     float* dst = state_buffer(name);
     if (!partitioned_) {
       upload(dst, flat, n_);
@@ -226,16 +256,17 @@ class GpuZeroEngine : public ZeroEngine {
     for (auto& w : works) w->wait();
   }
 
-  // The updated partitions of every rank gathered unit by unit into the padded buffer, then into the model.
-  void publish_params() {
+  // The updated partitions (this rank's: partition) of every rank gathered unit by unit into the padded buffer, then
+  // into the model.
+  void publish_params(const float* partition) {
     const std::vector<UnitShard>& units = map_.units();
     if (world_ == 1) {
-      ZT_CUDA_CHECK(cudaMemcpyAsync(padded_, master_, state_n_ * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
+      ZT_CUDA_CHECK(cudaMemcpyAsync(padded_, partition, state_n_ * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
     } else {
       order_comm_after_compute();
       std::vector<std::shared_ptr<Work>> works;
       for (size_t u = 0; u < units.size(); ++u)
-        works.push_back(device_pg_->allgather_async(master_ + units[u].local_offset, padded_ + padded_offset_[u],
+        works.push_back(device_pg_->allgather_async(partition + units[u].local_offset, padded_ + padded_offset_[u],
                                                     units[u].shard, DType::F32));
       for (auto& w : works) w->wait();
     }
@@ -265,6 +296,7 @@ class GpuZeroEngine : public ZeroEngine {
   float *exp_avg_ = nullptr, *exp_avg_sq_ = nullptr, *partials_ = nullptr;
   double* sum_squares_ = nullptr;
   float *master_ = nullptr, *grad_part_ = nullptr, *padded_ = nullptr;  // partitioned stages only
+  std::unique_ptr<HostOffloadOptimizer> offload_;  // offload_optimizer.device = cpu: master and state on the host
 };
 
 }  // namespace
