@@ -22,8 +22,6 @@ std::vector<std::string> cuda_unsupported_settings(const Config& cfg) {
   if (z.stage == 3) out.push_back("zero_optimization.stage (3)");
   if (z.offload_optimizer.device != OffloadDevice::None) out.push_back("zero_optimization.offload_optimizer.device");
   if (z.offload_param.device != OffloadDevice::None) out.push_back("zero_optimization.offload_param.device");
-  if (cfg.fp16.enabled) out.push_back("fp16.enabled (true)");
-  if (cfg.bf16) out.push_back("bf16.enabled (true)");
   if (cfg.activation_checkpointing.enabled) out.push_back("activation_checkpointing");
   if (cfg.optimizer.type == OptimizerType::SGD) out.push_back("optimizer.type (SGD)");
   return out;

@@ -39,8 +39,7 @@ TEST(TrainDevice, CudaRefusesWhatTheGpuPathCannotRunNamingEachKey) {
   };
   const std::vector<Case> cases = {
       {R"("zero_optimization": {"stage": 3})", "zero_optimization.stage (3)"},
-      {R"("fp16": {"enabled": true})", "fp16.enabled (true)"},
-      {R"("bf16": {"enabled": true})", "bf16.enabled (true)"},
+      {R"("bf16": {"enabled": true}, "zero_optimization": {"stage": 3})", "zero_optimization.stage (3)"},
       {R"("activation_checkpointing": {})", "activation_checkpointing"},
       {R"("optimizer": {"type": "SGD", "params": {"lr": 0.1}})", "optimizer.type (SGD)"},
       {R"("zero_optimization": {"stage": 1, "offload_optimizer": {"device": "cpu"}})",
@@ -53,12 +52,30 @@ TEST(TrainDevice, CudaRefusesWhatTheGpuPathCannotRunNamingEachKey) {
     EXPECT_NE(msg.find("train.device: \"cuda\" does not support (yet) " + c.names), std::string::npos)
         << c.members << " gave: " << msg;
   }
-  // Stages 0-2 in fp32 with Adam/AdamW are the GPU path's; they parse.
-  for (int stage : {0, 1, 2})
-    EXPECT_NO_THROW(parse(R"("train": {"device": "cuda"}, "zero_optimization": {"stage": )" + std::to_string(stage) +
-                          "}"));
   // The same unsupported settings are fine on the CPU and with "auto" (which then trains on the CPU).
-  EXPECT_NO_THROW(parse(R"("fp16": {"enabled": true}, "train": {"device": "auto"})"));
+  EXPECT_NO_THROW(parse(R"("zero_optimization": {"stage": 3}, "train": {"device": "auto"})"));
+}
+
+TEST(TrainDevice, CudaTakesStagesZeroToTwoInEachPrecision) {
+  // fp32, bf16, and fp16 with a dynamic or a static loss scale: the GPU path's, with Adam/AdamW at stages 0-2.
+  const std::vector<std::string> precisions = {
+      "", R"("bf16": {"enabled": true}, )",
+      R"("fp16": {"enabled": true, "initial_scale_power": 12, "loss_scale_window": 100, "hysteresis": 1, )"
+      R"("min_loss_scale": 2}, )",
+      R"("fp16": {"enabled": true, "loss_scale": 256}, )"};
+  for (const std::string& precision : precisions) {
+    for (int stage : {0, 1, 2}) {
+      SCOPED_TRACE(precision + "stage " + std::to_string(stage));
+      Config cfg;
+      EXPECT_NO_THROW(cfg = parse(precision + R"("train": {"device": "cuda"}, "zero_optimization": {"stage": )" +
+                                  std::to_string(stage) + "}"));
+      EXPECT_EQ(cfg.train.device, TrainDevice::Cuda);
+      EXPECT_TRUE(cuda_unsupported_settings(cfg).empty());
+      // "auto" picks the GPU for them where one is visible in a CUDA build.
+      cfg.train.device = TrainDevice::Auto;
+      EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cuda);
+    }
+  }
 }
 
 TEST(TrainDevice, JoinSettingsReadsAsAList) {
@@ -94,7 +111,7 @@ TEST(TrainDevice, ResolveForMachineAndBuild) {
   EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cuda);
   EXPECT_EQ(resolve_train_device(cfg, 0, true), TrainDevice::Cpu);
   EXPECT_EQ(resolve_train_device(cfg, 1, false), TrainDevice::Cpu);
-  cfg.fp16.enabled = true;  // not on the GPU path: auto falls back to the CPU
+  cfg.zero.stage = 3;  // not on the GPU path: auto falls back to the CPU
   EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cpu);
 }
 
