@@ -54,10 +54,11 @@ timeout 60 "$build/tests/test_config" --gtest_filter='TrainDevice.*' > "$out/tes
 echo "test_config TrainDevice.*: rc=$?" | tee -a "$out/summary.txt"
 [ $parity_rc -eq 0 ] || [ $test_rc -ne 0 ] || test_rc=$parity_rc
 
-for attn in "" "--flash"; do
-  timeout 120 "$build/cuda_model_step_bench" --model gpt2-124M --B 4 --T 256 --iters 5 --cpu-iters 1 $attn \
+for opts in "" "--flash" "--dtype bf16 --flash"; do
+  # shellcheck disable=SC2086  # opts is a list of options
+  timeout 120 "$build/cuda_model_step_bench" --model gpt2-124M --B 4 --T 256 --iters 5 --cpu-iters 1 $opts \
     >> "$out/bench.log" 2>&1
-  echo "bench $attn: rc=$?" | tee -a "$out/summary.txt"
+  echo "bench $opts: rc=$?" | tee -a "$out/summary.txt"
 done
 cat "$out/bench.log"
 exit $test_rc
