@@ -206,8 +206,10 @@ TEST(GpuZeroEngine, Bf16Stage2MatchesCpuEngineAndResumes) {
 // fp16 with a dynamic loss scale chosen from the first step's largest gradient (CPU, fp32, the same weights and
 // tokens) so that the first step overflows fp16 by a factor 2 to 4: both engines must skip it (and the steps after,
 // while the halved scale still overflows), agree on every step's skip and scale, and train on after the scale has
-// come down. Overflow on the GPU is real fp16 overflow in the model's gradients; on the CPU it is the rounding of
-// its fp32 gradients to fp16.
+// come down. Overflow on the GPU is real fp16 overflow in the model's gradients, accumulated over the micro-batches;
+// on the CPU it is the rounding of its accumulated fp32 gradients to fp16 at stages 0-1. (Not stage 2: the CPU's
+// stage 2 rounds and reduces each micro-batch's gradient and sums those in fp32, so it overflows later than an fp16
+// accumulation; the GPU's stage 2 accumulates in fp16 as its stage 1 does.)
 Config fp16_config_overflowing_first_step(int stage) {
   GPT2 model(kDims, false);
   model.init_weights(11);
@@ -250,9 +252,9 @@ TEST(GpuZeroEngine, Fp16Stage0SkipsOverflowingStepsAsTheCpuEngine) {
   check_fp16_overflow(0);
 }
 
-TEST(GpuZeroEngine, Fp16Stage2SkipsOverflowingStepsAsTheCpuEngine) {
+TEST(GpuZeroEngine, Fp16Stage1SkipsOverflowingStepsAsTheCpuEngine) {
   ZT_REQUIRE_GPU();
-  check_fp16_overflow(2);
+  check_fp16_overflow(1);
 }
 
 TEST(GpuZeroEngine, Stage0MatchesCpuEngineAndResumes) {
@@ -293,7 +295,7 @@ TEST(GpuZeroEngineHarness, CpuEngineResumesExactly) {
 
 // The fp16 test's choice of scale, on the CPU engine alone: the first step overflows and training resumes later.
 TEST(GpuZeroEngineHarness, Fp16ScaleOverflowsTheFirstStepThenTrains) {
-  for (int stage : {0, 2}) {
+  for (int stage : {0, 1}) {
     SCOPED_TRACE("stage " + std::to_string(stage));
     const Trained run = train_fresh(fp16_config_overflowing_first_step(stage), false, kFp16Steps);
     EXPECT_TRUE(run.skipped[0]);
