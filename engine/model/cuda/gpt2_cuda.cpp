@@ -128,7 +128,7 @@ struct TypedModel final : GPT2Cuda::Impl {
   size_t bp(int l, BlockParam w) const { return block_param_index(l, w); }
   size_t lnf_w() const { return offsets.size() - 2; }
 
-  float forward(const int32_t* inputs, const int32_t* targets, int B, int T) override;
+  float forward(const int32_t* host_inputs, const int32_t* host_targets, int newB, int newT) override;
   void backward(float grad_scale) override;
   void carve_activations(Carver& c);
   void allocate_activations(int newB, int newT);
