@@ -1,6 +1,7 @@
-// Times GPT-2 forward + backward (one micro-batch, fp32) on the GPU (engine/model/cuda) and, as the baseline in the
-// same run, on the CPU (engine/model), and prints tokens/s of both and the ratio.
+// Times GPT-2 forward + backward (one micro-batch) on the GPU (engine/model/cuda, in fp32, bf16 or fp16 storage) and,
+// as the baseline in the same run, on the CPU (engine/model, fp32), and prints tokens/s of both and the ratio.
 // Usage: cuda_model_step_bench [--model gpt2-124M|gpt2-tiny] [--B 4] [--T 64] [--iters 5] [--cpu-iters 2] [--flash]
+//                              [--dtype fp32|bf16|fp16]
 // Exits 1 with a message when the build has no CUDA backend or no GPU is visible.
 #include <chrono>
 #include <cstdint>
@@ -54,7 +55,10 @@ int main(int argc, char** argv) {
   zt::GPT2 cpu(d, false);
   cpu.init_weights(1337);
   const std::vector<int32_t> tokens = model_bench_tokens(args, d);
-  zt::cuda::GPT2Cuda gpu(d, cpu.params(), args.flash);
+  const zt::cuda::Storage storage = args.dtype == "bf16"   ? zt::cuda::Storage::BF16
+                                    : args.dtype == "fp16" ? zt::cuda::Storage::F16
+                                                           : zt::cuda::Storage::F32;
+  zt::cuda::GPT2Cuda gpu(d, cpu.params(), args.flash, storage);
   gpu.upload_params(cpu.param_data());
   float gpu_loss = 0, cpu_loss = 0;
   const double gpu_s = time_steps(gpu, tokens, B, T, args.iters, gpu_loss);
@@ -62,7 +66,8 @@ int main(int argc, char** argv) {
   const double tokens_per_step = (double)B * T;
   std::printf("model %s B=%d T=%d attention=%s\n", args.model.c_str(), B, T, args.flash ? "flash" : "reference");
   std::printf("| device | ms/step | tokens/s | loss |\n|---|---|---|---|\n");
-  std::printf("| GPU fp32 | %.2f | %.0f | %.4f |\n", gpu_s * 1e3, tokens_per_step / gpu_s, gpu_loss);
+  std::printf("| GPU %s | %.2f | %.0f | %.4f |\n", zt::cuda::storage_name(storage), gpu_s * 1e3,
+              tokens_per_step / gpu_s, gpu_loss);
   std::printf("| CPU fp32 (baseline) | %.2f | %.0f | %.4f |\n", cpu_s * 1e3, tokens_per_step / cpu_s, cpu_loss);
   std::printf("GPU / CPU: %.1fx\n", cpu_s / gpu_s);
   return 0;

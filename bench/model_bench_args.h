@@ -13,6 +13,7 @@ struct ModelBenchArgs {
   std::string model = "gpt2-124M";
   int B = 4, T = 64, iters = 5, warmup = 1, cpu_iters = 2;
   bool ckpt = false, flash = false;
+  std::string dtype = "fp32";  // the GPU model's storage type (cuda_model_step_bench): fp32, bf16 or fp16
 };
 
 // Parses the options; an unknown option or model exits with status 2 and a message.
@@ -37,10 +38,16 @@ inline ModelBenchArgs parse_model_bench_args(int argc, char** argv) {
       a.ckpt = true;
     else if (arg == "--flash")
       a.flash = true;
+    else if (arg == "--dtype")
+      a.dtype = next();
     else {
       std::fprintf(stderr, "unknown argument %s\n", arg.c_str());
       std::exit(2);
     }
+  }
+  if (a.dtype != "fp32" && a.dtype != "bf16" && a.dtype != "fp16") {
+    std::fprintf(stderr, "unknown dtype %s (fp32, bf16, fp16)\n", a.dtype.c_str());
+    std::exit(2);
   }
   if (a.model != "gpt2-124M" && a.model != "gpt2-tiny") {
     std::fprintf(stderr, "unknown model %s (gpt2-124M, gpt2-tiny)\n", a.model.c_str());

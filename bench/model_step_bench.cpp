@@ -12,6 +12,10 @@
 
 int main(int argc, char** argv) {
   const ModelBenchArgs args = parse_model_bench_args(argc, argv);
+  if (args.dtype != "fp32") {
+    std::fprintf(stderr, "model_step_bench: the CPU model computes in fp32 only (--dtype is for the GPU bench)\n");
+    return 2;
+  }
   const std::string& model = args.model;
   const int B = args.B, T = args.T, iters = args.iters, warmup = args.warmup;
   const bool ckpt = args.ckpt;

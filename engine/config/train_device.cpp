@@ -21,14 +21,13 @@ std::vector<std::string> cuda_unsupported_settings(const Config& cfg) {
   std::vector<std::string> out;
   const ZeroConfig& z = cfg.zero;
   if (z.stage == 3) out.push_back("zero_optimization.stage (3)");
-  // The GPU path offloads the optimizer to host memory (CPU Adam, stages 1-2); not to NVMe, and not the parameters.
+  // The GPU path offloads the optimizer to host memory (CPU Adam, stages 1-2, in every precision); not to NVMe, and
+  // not the parameters.
   if (z.offload_optimizer.device == OffloadDevice::Nvme)
     out.push_back("zero_optimization.offload_optimizer.device (nvme)");
   if (z.offload_param.device != OffloadDevice::None)
     out.push_back(std::string("zero_optimization.offload_param.device (") + offload_device_name(z.offload_param.device) +
                   ")");
-  if (cfg.fp16.enabled) out.push_back("fp16.enabled (true)");
-  if (cfg.bf16) out.push_back("bf16.enabled (true)");
   if (cfg.activation_checkpointing.enabled) out.push_back("activation_checkpointing");
   if (cfg.optimizer.type == OptimizerType::SGD) out.push_back("optimizer.type (SGD)");
   return out;

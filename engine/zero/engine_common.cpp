@@ -14,11 +14,6 @@ float clip_factor(double norm, double max_norm) {
   return coef < 1.0 ? static_cast<float>(coef) : 1.0f;
 }
 
-void clip_to_global_norm(float* grads, size_t n, double norm, double max_norm) {
-  const float f = clip_factor(norm, max_norm);
-  if (f != 1.0f) scale_inplace(grads, n, f);
-}
-
 std::vector<DecayRange> full_decay_ranges(const GPT2& model) {
   std::vector<DecayRange> r;
   for (const ParamInfo& p : model.params()) r.push_back({p.offset, p.offset + p.numel, p.weight_decay});
@@ -46,22 +41,46 @@ float* optimizer_state(Optimizer& opt, const std::string& name) {
   throw RuntimeError("the optimizer has no state buffer '" + name + "' (a checkpoint of another optimizer?)");
 }
 
-bool finish_gradients(ProcessGroup& pg, LossScaler& scaler, float* grads, size_t n, double clip, bool partitioned,
+bool finish_gradients(ProcessGroup& pg, LossScaler& scaler, ReducedGradients& grads, double clip, bool partitioned,
                       StepResult& r) {
   r.loss_scale = scaler.scale();
-  if (scaler.enabled() && overflow_on_any_rank(pg, grads, n)) {
+  if (scaler.enabled() && agree_on_overflow(pg, grads.has_nonfinite())) {
     r.skipped = true;
     r.grad_norm = std::numeric_limits<double>::infinity();
     scaler.update(true);
     return false;
   }
   if (scaler.enabled()) {
-    scale_inplace(grads, n, 1.0f / scaler.scale());
+    grads.scale(1.0f / scaler.scale());
     scaler.update(false);
   }
-  r.grad_norm = partitioned ? global_norm_from_partitions(pg, sum_squares(grads, n)) : std::sqrt(sum_squares(grads, n));
-  clip_to_global_norm(grads, n, r.grad_norm, clip);
+  const double local = grads.sum_squares();
+  r.grad_norm = partitioned ? global_norm_from_partitions(pg, local) : std::sqrt(local);
+  const float f = clip_factor(r.grad_norm, clip);
+  if (f != 1.0f) grads.scale(f);
   return true;
+}
+
+namespace {
+
+class HostGradients : public ReducedGradients {
+ public:
+  HostGradients(float* grads, size_t n) : grads_(grads), n_(n) {}
+  bool has_nonfinite() override { return zt::has_nonfinite(grads_, n_); }
+  void scale(float factor) override { scale_inplace(grads_, n_, factor); }
+  double sum_squares() override { return zt::sum_squares(grads_, n_); }
+
+ private:
+  float* grads_;
+  size_t n_;
+};
+
+}  // namespace
+
+bool finish_gradients(ProcessGroup& pg, LossScaler& scaler, float* grads, size_t n, double clip, bool partitioned,
+                      StepResult& r) {
+  HostGradients host(grads, n);
+  return finish_gradients(pg, scaler, host, clip, partitioned, r);
 }
 
 }  // namespace zt

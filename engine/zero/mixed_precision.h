@@ -55,8 +55,8 @@ class LossScaler {
   int clean_steps_ = 0;
 };
 
-// True when any rank saw inf/NaN in its gradients (all ranks agree). Also where tests inject an overflow:
-// ZT_INJECT_OVERFLOW=R:S puts an inf into rank R's gradients at its S-th call (1-based).
-bool overflow_on_any_rank(ProcessGroup& pg, const float* grads, size_t n);
+// True when any rank saw inf/NaN in its gradients (local_overflow on some rank; all ranks agree). Also where tests
+// inject an overflow: ZT_INJECT_OVERFLOW=R:S makes rank R report one at its S-th call (1-based).
+bool agree_on_overflow(ProcessGroup& pg, bool local_overflow);
 
 }  // namespace zt

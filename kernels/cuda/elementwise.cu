@@ -99,6 +99,12 @@ __global__ void cast_kernel(Dst* out, const Src* in, size_t n) {
   if (i < n) out[i] = store_as<Dst>(load_f32(in[i]));
 }
 
+template <typename T>
+__global__ void round_to_storage_kernel(float* x, size_t n) {
+  const size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+  if (i < n) x[i] = load_f32(store_as<T>(x[i]));
+}
+
 }  // namespace
 
 template <typename T>
@@ -162,6 +168,13 @@ void cast(Dst* out, const Src* in, size_t n, cudaStream_t stream) {
   ZT_CUDA_CHECK_LAUNCH("cast_kernel");
 }
 
+template <typename T>
+void round_to_storage(float* x, size_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  round_to_storage_kernel<T><<<grid_for(n, kBlock), kBlock, 0, stream>>>(x, n);
+  ZT_CUDA_CHECK_LAUNCH("round_to_storage_kernel");
+}
+
 #define ZT_INSTANTIATE(T)                                                                                      \
   template void encoder_forward<T>(T*, const int32_t*, const T*, const T*, int, int, int, cudaStream_t);       \
   template void encoder_backward<T>(T*, T*, const T*, const int32_t*, int, int, int, cudaStream_t);            \
@@ -175,5 +188,7 @@ ZT_FOR_STORAGE_TYPES(ZT_INSTANTIATE)
 #undef ZT_INSTANTIATE
 template void cast<float, __nv_bfloat16>(float*, const __nv_bfloat16*, size_t, cudaStream_t);
 template void cast<float, __half>(float*, const __half*, size_t, cudaStream_t);
+template void round_to_storage<__nv_bfloat16>(float*, size_t, cudaStream_t);
+template void round_to_storage<__half>(float*, size_t, cudaStream_t);
 
 }  // namespace zt::cuda

@@ -1,7 +1,7 @@
 #pragma once
 // Element-wise and gather kernels of GPT-2 on the GPU, mirroring kernels/cpu (encoder, GELU, residual) plus the
-// fp32 <-> bf16/fp16 casts. Storage T is float, __nv_bfloat16 or __half; arithmetic is fp32. All calls are
-// asynchronous on `stream` and check their launch.
+// fp32 <-> bf16/fp16 casts and roundings. Storage T is float, __nv_bfloat16 or __half; arithmetic is fp32. All calls
+// are asynchronous on `stream` and check their launch.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -40,5 +40,9 @@ void bias_backward(T* dbias, const T* dout, int N, int OC, cudaStream_t stream =
 // Round-to-nearest-even conversions, instantiated for float -> bf16/fp16, bf16/fp16 -> float and float -> float.
 template <typename Dst, typename Src>
 void cast(Dst* out, const Src* in, size_t n, cudaStream_t stream = nullptr);
+// x[i] = the nearest value of T (round to nearest even), kept in fp32: a 16-bit rounding without a 16-bit buffer.
+// Instantiated for bf16 and fp16.
+template <typename T>
+void round_to_storage(float* x, size_t n, cudaStream_t stream = nullptr);
 
 }  // namespace zt::cuda

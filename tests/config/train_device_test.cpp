@@ -39,13 +39,18 @@ TEST(TrainDevice, CudaRefusesWhatTheGpuPathCannotRunNamingEachKey) {
   };
   const std::vector<Case> cases = {
       {R"("zero_optimization": {"stage": 3})", "zero_optimization.stage (3)"},
-      {R"("fp16": {"enabled": true})", "fp16.enabled (true)"},
-      {R"("bf16": {"enabled": true})", "bf16.enabled (true)"},
+      {R"("bf16": {"enabled": true}, "zero_optimization": {"stage": 3})", "zero_optimization.stage (3)"},
       {R"("activation_checkpointing": {})", "activation_checkpointing"},
       {R"("optimizer": {"type": "SGD", "params": {"lr": 0.1}})", "optimizer.type (SGD)"},
       {R"("zero_optimization": {"stage": 1, "offload_optimizer": {"device": "nvme", "nvme_path": "/tmp"}})",
        "zero_optimization.offload_optimizer.device (nvme)"},
       {R"("zero_optimization": {"stage": 2, "offload_optimizer": {"device": "nvme", "nvme_path": "/tmp"}})",
+       "zero_optimization.offload_optimizer.device (nvme)"},
+      {R"("bf16": {"enabled": true}, "zero_optimization": {"stage": 2, "offload_optimizer": {"device": "nvme", )"
+       R"("nvme_path": "/tmp"}})",
+       "zero_optimization.offload_optimizer.device (nvme)"},
+      {R"("fp16": {"enabled": true}, "zero_optimization": {"stage": 1, "offload_optimizer": {"device": "nvme", )"
+       R"("nvme_path": "/tmp"}})",
        "zero_optimization.offload_optimizer.device (nvme)"},
       {R"("zero_optimization": {"stage": 3, "offload_param": {"device": "cpu"}})",
        "zero_optimization.stage (3) and zero_optimization.offload_param.device (cpu)"},
@@ -58,23 +63,53 @@ TEST(TrainDevice, CudaRefusesWhatTheGpuPathCannotRunNamingEachKey) {
     EXPECT_NE(msg.find("train.device: \"cuda\" does not support (yet) " + c.names), std::string::npos)
         << c.members << " gave: " << msg;
   }
-  // Stages 0-2 in fp32 with Adam/AdamW are the GPU path's; they parse.
-  for (int stage : {0, 1, 2})
-    EXPECT_NO_THROW(parse(R"("train": {"device": "cuda"}, "zero_optimization": {"stage": )" + std::to_string(stage) +
-                          "}"));
   // The same unsupported settings are fine on the CPU and with "auto" (which then trains on the CPU).
-  EXPECT_NO_THROW(parse(R"("fp16": {"enabled": true}, "train": {"device": "auto"})"));
+  EXPECT_NO_THROW(parse(R"("zero_optimization": {"stage": 3}, "train": {"device": "auto"})"));
 }
 
-TEST(TrainDevice, CudaTakesOptimizerOffloadToCpuAtStages1And2) {
-  for (int stage : {1, 2}) {
-    for (const char* pin : {"true", "false"}) {
-      const Config cfg = parse(R"("train": {"device": "cuda"}, "zero_optimization": {"stage": )" +
-                               std::to_string(stage) + R"(, "offload_optimizer": {"device": "cpu", "pin_memory": )" +
-                               pin + "}}");
-      EXPECT_EQ(cfg.zero.offload_optimizer.device, OffloadDevice::Cpu);
-      EXPECT_EQ(cfg.zero.offload_optimizer.pin_memory, std::string(pin) == "true");
-      EXPECT_TRUE(cuda_unsupported_settings(cfg).empty()) << join_settings(cuda_unsupported_settings(cfg));
+// fp32, bf16, and fp16 with a dynamic or a static loss scale, as config members (each followed by a comma).
+const std::vector<std::string>& gpu_precisions() {
+  static const std::vector<std::string> precisions = {
+      "", R"("bf16": {"enabled": true}, )",
+      R"("fp16": {"enabled": true, "initial_scale_power": 12, "loss_scale_window": 100, "hysteresis": 1, )"
+      R"("min_loss_scale": 2}, )",
+      R"("fp16": {"enabled": true, "loss_scale": 256}, )"};
+  return precisions;
+}
+
+TEST(TrainDevice, CudaTakesStagesZeroToTwoInEachPrecision) {
+  // Every precision is the GPU path's, with Adam/AdamW at stages 0-2.
+  for (const std::string& precision : gpu_precisions()) {
+    for (int stage : {0, 1, 2}) {
+      SCOPED_TRACE(precision + "stage " + std::to_string(stage));
+      Config cfg;
+      EXPECT_NO_THROW(cfg = parse(precision + R"("train": {"device": "cuda"}, "zero_optimization": {"stage": )" +
+                                  std::to_string(stage) + "}"));
+      EXPECT_EQ(cfg.train.device, TrainDevice::Cuda);
+      EXPECT_TRUE(cuda_unsupported_settings(cfg).empty());
+      // "auto" picks the GPU for them where one is visible in a CUDA build.
+      cfg.train.device = TrainDevice::Auto;
+      EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cuda);
+    }
+  }
+}
+
+TEST(TrainDevice, CudaTakesOptimizerOffloadToCpuAtStages1And2InEachPrecision) {
+  // The host keeps the fp32 master and Adam state in every precision; 16-bit weights are rounded on the device.
+  for (const std::string& precision : gpu_precisions()) {
+    for (int stage : {1, 2}) {
+      for (const char* pin : {"true", "false"}) {
+        SCOPED_TRACE(precision + "stage " + std::to_string(stage) + " pin_memory " + pin);
+        const Config cfg = parse(precision + R"("train": {"device": "cuda"}, "zero_optimization": {"stage": )" +
+                                 std::to_string(stage) + R"(, "offload_optimizer": {"device": "cpu", "pin_memory": )" +
+                                 pin + "}}");
+        EXPECT_EQ(cfg.zero.offload_optimizer.device, OffloadDevice::Cpu);
+        EXPECT_EQ(cfg.zero.offload_optimizer.pin_memory, std::string(pin) == "true");
+        EXPECT_TRUE(cuda_unsupported_settings(cfg).empty()) << join_settings(cuda_unsupported_settings(cfg));
+        Config automatic = cfg;
+        automatic.train.device = TrainDevice::Auto;
+        EXPECT_EQ(resolve_train_device(automatic, 1, true), TrainDevice::Cuda);
+      }
     }
   }
   // The command line's spelling, and the deprecated cpu_offload flag, mean the same.
@@ -121,12 +156,13 @@ TEST(TrainDevice, ResolveForMachineAndBuild) {
   EXPECT_EQ(resolve_train_device(cfg, 0, true), TrainDevice::Cpu);
   EXPECT_EQ(resolve_train_device(cfg, 1, false), TrainDevice::Cpu);
   cfg.zero.stage = 2;
-  cfg.zero.offload_optimizer.device = OffloadDevice::Cpu;  // on the GPU path: auto takes the GPU
+  cfg.bf16 = true;
+  cfg.zero.offload_optimizer.device = OffloadDevice::Cpu;  // on the GPU path (in bf16 too): auto takes the GPU
   EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cuda);
   cfg.zero.offload_optimizer.device = OffloadDevice::Nvme;  // not on the GPU path: auto falls back to the CPU
   EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cpu);
   cfg.zero.offload_optimizer.device = OffloadDevice::None;
-  cfg.fp16.enabled = true;  // not on the GPU path: auto falls back to the CPU
+  cfg.zero.stage = 3;  // not on the GPU path: auto falls back to the CPU
   EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cpu);
 }
 

@@ -1,63 +1,85 @@
 #!/usr/bin/env bash
-# The CUDA backend's device check in one go, sized for a short GPU lease (about 10 minutes on 16 cores + one GPU):
-# builds only what it needs, runs every GPU test, compute-sanitizer's memcheck over the kernel tests, and the model
-# step benchmark. Logs go to $OUT (or ./gpu_check_out); the exit status is the test program's.
+# The CUDA backend's device check in one go, sized for a short GPU lease: builds only what it needs, runs every GPU
+# test, trains on the GPU (the tiny config in fp32 and bf16, the GPU-vs-CPU parity test), compute-sanitizer's memcheck
+# over the kernel and offload tests, and the benchmarks. Logs go to $OUT (or ./gpu_check_out); the exit status is
+# the tests' (test_cuda's, else the parity test's).
+# Time: every step's timeout is capped by what is left of one budget for the whole script, build included
+# (GPU_CHECK_BUDGET_S, default 540 s), so the worst case is the budget plus about a second for each step left when
+# it runs out. The steps' own caps add up to far more (build 420 s, test_cuda 300, parity 300, memcheck 240, the two
+# tiny runs 120 each, test_config 60, four benchmarks 120 each: 2040 s), so on a slow device the later steps (memcheck,
+# then the benchmarks) are the ones cut short; their summary lines then read rc=124.
 # Usage (from the repository root): bash tests/cuda/gpu_check.sh [build dir, default build-gpu]
 set -uo pipefail
 out=${OUT:-gpu_check_out}
 build=${1:-build-gpu}
+budget=${GPU_CHECK_BUDGET_S:-540}
 mkdir -p "$out"
 nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || echo "nvidia-smi failed: no GPU here?" | tee -a "$out/summary.txt"
 
+# limit N: N seconds, or what is left of the budget if that is less (at least 1 s, so that a step after the budget
+# is spent times out at once instead of running unbounded).
+limit() {
+  local left=$((budget - SECONDS))
+  ((left >= 1)) || left=1
+  echo $((left < $1 ? left : $1))
+}
+
 start=$SECONDS
 cmake -S . -B "$build" -DZT_WERROR=ON -DZT_CUDA=ON > "$out/configure.log" 2>&1 &&
-  cmake --build "$build" -j"$(nproc)" --target test_cuda cuda_model_step_bench cuda_offload_step_bench zerotrain \
-    test_config \
-    > "$out/build.log" 2>&1
+  timeout "$(limit 420)" cmake --build "$build" -j"$(nproc)" --target test_cuda cuda_model_step_bench \
+    cuda_offload_step_bench zerotrain test_config > "$out/build.log" 2>&1
 build_rc=$?
 echo "build: rc=$build_rc in $((SECONDS - start)) s" | tee -a "$out/summary.txt"
 [ $build_rc -eq 0 ] || { tail -40 "$out/build.log"; exit $build_rc; }
 
-timeout 300 "$build/tests/test_cuda" --gtest_output="xml:$out/test_cuda.xml" > "$out/test_cuda.log" 2>&1
+timeout "$(limit 300)" "$build/tests/test_cuda" --gtest_output="xml:$out/test_cuda.xml" > "$out/test_cuda.log" 2>&1
 test_rc=$?
 echo "test_cuda: rc=$test_rc" | tee -a "$out/summary.txt"
 grep -E "^\[  (FAILED|SKIPPED|PASSED) " "$out/test_cuda.log" | tee -a "$out/summary.txt"
 
-if command -v compute-sanitizer > /dev/null || [ -x /usr/local/cuda/bin/compute-sanitizer ]; then
-  sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-  timeout 240 "$sanitizer" --tool memcheck --error-exitcode 3 "$build/tests/test_cuda" \
-    --gtest_filter='KernelsGpu.*:AttentionGpu.*:GradUpdateGpu.*:CastGpu.*:CrossEntropyGpu.*:HostOffloadOptimizerGpu.*' \
-    > "$out/memcheck.log" 2>&1
-  echo "memcheck: rc=$? (3 = errors found, 124 = timed out)" | tee -a "$out/summary.txt"
-fi
-
 # Training on the GPU: the small shipped config (gpt2-tiny) with train.device=cuda on a generated token shard (the
-# embedded corpus needs Debian's fortunes, which the device may lack), then the GPU-vs-CPU parity test (stages 0-2,
-# 1 and 2 ranks, optimizer offload to the CPU at stages 1-2, resume). Both need only Python's standard library.
+# embedded corpus needs Debian's fortunes, which the device may lack), the same in bf16, then the GPU-vs-CPU parity
+# test (stages 0-2, 1 and 2 ranks, fp32, bf16 and fp16, optimizer offload to the CPU at stages 1-2 in fp32 and bf16,
+# resume). Both need only Python's standard library.
 py=$(command -v python3 || echo /usr/bin/python3)
 shard="$(cd "$out" && pwd)/shard.bin"
 "$py" -c "import sys; sys.path.insert(0, 'tests/train'); import gpu_train_parity_test as t; \
 t.write_shard('$shard', 40000, 7)"
 tiny_args=(--config configs/tiny_cpu.json train.device=cuda train.max_steps=20 train.eval_interval=0
            "data.train=$shard" "train.save_dir=$out/train_cuda")
-timeout 120 "$build/zerotrain" "${tiny_args[@]}" > "$out/train_cuda.log" 2>&1
+timeout "$(limit 120)" "$build/zerotrain" "${tiny_args[@]}" > "$out/train_cuda.log" 2>&1
 echo "zerotrain train.device=cuda (tiny, 20 steps): rc=$?" | tee -a "$out/summary.txt"
 tail -5 "$out/train_cuda.log" | tee -a "$out/summary.txt"
-timeout 300 "$py" tests/train/gpu_train_parity_test.py --build-dir "$build" --source-dir . \
+timeout "$(limit 120)" "$build/zerotrain" "${tiny_args[@]}" bf16.enabled=true "train.save_dir=$out/train_cuda_bf16" \
+  > "$out/train_cuda_bf16.log" 2>&1
+echo "zerotrain train.device=cuda bf16 (tiny, 20 steps): rc=$?" | tee -a "$out/summary.txt"
+tail -5 "$out/train_cuda_bf16.log" | tee -a "$out/summary.txt"
+timeout "$(limit 300)" "$py" tests/train/gpu_train_parity_test.py --build-dir "$build" --source-dir . \
   > "$out/gpu_train_parity.log" 2>&1
 parity_rc=$?
 echo "gpu_train_parity_test: rc=$parity_rc (77 = skipped: no GPU)" | tee -a "$out/summary.txt"
 tail -30 "$out/gpu_train_parity.log"
-timeout 60 "$build/tests/test_config" --gtest_filter='TrainDevice.*' > "$out/test_config_train_device.log" 2>&1
+timeout "$(limit 60)" "$build/tests/test_config" --gtest_filter='TrainDevice.*' \
+  > "$out/test_config_train_device.log" 2>&1
 echo "test_config TrainDevice.*: rc=$?" | tee -a "$out/summary.txt"
 [ $parity_rc -eq 0 ] || [ $test_rc -ne 0 ] || test_rc=$parity_rc
 
-for attn in "" "--flash"; do
-  timeout 120 "$build/cuda_model_step_bench" --model gpt2-124M --B 4 --T 256 --iters 5 --cpu-iters 1 $attn \
-    >> "$out/bench.log" 2>&1
-  echo "bench $attn: rc=$?" | tee -a "$out/summary.txt"
+if command -v compute-sanitizer > /dev/null || [ -x /usr/local/cuda/bin/compute-sanitizer ]; then
+  sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  timeout "$(limit 240)" "$sanitizer" --tool memcheck --error-exitcode 3 "$build/tests/test_cuda" \
+    --gtest_filter='KernelsGpu.*:AttentionGpu.*:GradUpdateGpu.*:CastGpu.*:CrossEntropyGpu.*:HostOffloadOptimizerGpu.*' \
+    > "$out/memcheck.log" 2>&1
+  echo "memcheck: rc=$? (3 = errors found, 124 = timed out)" | tee -a "$out/summary.txt"
+fi
+
+for opts in "" "--flash" "--dtype bf16 --flash"; do
+  # shellcheck disable=SC2086  # opts is a list of options
+  timeout "$(limit 120)" "$build/cuda_model_step_bench" --model gpt2-124M --B 4 --T 256 --iters 5 --cpu-iters 1 \
+    $opts >> "$out/bench.log" 2>&1
+  echo "bench $opts: rc=$?" | tee -a "$out/summary.txt"
 done
-timeout 120 "$build/cuda_offload_step_bench" --n 33554432 --iters 5 >> "$out/bench.log" 2>&1
+timeout "$(limit 120)" "$build/cuda_offload_step_bench" --n 33554432 --iters 5 >> "$out/bench.log" 2>&1
 echo "bench offload step: rc=$?" | tee -a "$out/summary.txt"
+echo "total: $SECONDS s of a $budget s budget" | tee -a "$out/summary.txt"
 cat "$out/bench.log"
 exit $test_rc

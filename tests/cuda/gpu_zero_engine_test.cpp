@@ -3,12 +3,14 @@
 // Per-step losses agree to 1e-5 relative; the final fp32 weights and Adam's first moment (through the checkpoint
 // export) agree in relative L2 norm. A GPU engine rebuilt from exported state after 3 steps continues exactly as the
 // uninterrupted one. The same at stages 1 and 2 with the optimizer offloaded to the CPU on both engines, in chunks
-// (sub_group_size) smaller than a unit. Skips with "no GPU" without a device.
+// (sub_group_size) smaller than a unit; in bf16 (to 2e-2, also offloaded), and fp16 with a loss scale that overflows
+// (the same steps skipped, also offloaded). Skips with "no GPU" without a device.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "engine/comm/store.h"
@@ -22,6 +24,7 @@ namespace {
 
 const ModelDims kDims{2, 2, 64, 97, 64};
 constexpr int kB = 2, kT = 48, kAccum = 2, kSteps = 5;
+constexpr int kFp16Steps = 7;
 
 Config config(int stage) {
   Config cfg;
@@ -39,7 +42,10 @@ Config config(int stage) {
 }
 
 struct Trained {
-  std::vector<float> losses, params, exp_avg;
+  std::vector<float> losses, params, exp_avg, loss_scales;
+  std::vector<bool> skipped;
+  ScalerState scaler;
+  MemoryStats memory;
   std::vector<std::vector<float>> state;  // full flat buffers of every state_names() entry
   std::vector<std::string> state_names;
 };
@@ -71,27 +77,50 @@ struct EngineRun {
   }
 };
 
+// The tokens of micro-batch m of step `step` (kB * kT inputs and the next token as targets).
+void fill_tokens(std::vector<int32_t>& tokens, int step, int m) {
+  tokens.resize(kB * kT + 1);
+  for (size_t i = 0; i < tokens.size(); ++i)
+    tokens[i] = static_cast<int32_t>((i * 37 + step * 11 + m * 5 + (i * i) % 13) % kDims.vocab_size);
+}
+
+// As the trainer: the loss gradient carries the engine's loss scale; a skipped step (fp16 overflow) advances neither
+// the schedule nor Adam's step count.
 void train_steps(const Config& cfg, EngineRun& s, int from, int to, Trained& out) {
-  std::vector<int32_t> tokens(kB * kT + 1);
+  std::vector<int32_t> tokens;
+  int64_t updates = from;
   for (int step = from; step < to; ++step) {
     s.engine->begin_step();
     double loss = 0.0;
     for (int m = 0; m < kAccum; ++m) {
-      for (size_t i = 0; i < tokens.size(); ++i)
-        tokens[i] = static_cast<int32_t>((i * 37 + step * 11 + m * 5 + (i * i) % 13) % kDims.vocab_size);
+      fill_tokens(tokens, step, m);
       loss += s.step_model->forward(tokens.data(), tokens.data() + 1, kB, kT);
-      s.step_model->backward(1.0f / kAccum);
+      s.step_model->backward(s.engine->loss_scale() / kAccum);
       s.engine->end_micro_batch(m + 1 == kAccum);
     }
-    s.engine->step(scheduled_lr(cfg.scheduler, cfg.optimizer.lr, step), step + 1);
+    const StepResult r = s.engine->step(scheduled_lr(cfg.scheduler, cfg.optimizer.lr, updates), updates + 1);
+    if (!r.skipped) ++updates;
     out.losses.push_back(static_cast<float>(loss / kAccum));
+    out.skipped.push_back(r.skipped);
+    out.loss_scales.push_back(r.loss_scale);
   }
+  out.scaler = s.engine->scaler_state();
+  out.memory = s.engine->memory();
   out.params.assign(s.model.num_params(), 0.0f);
   s.engine->gather_full_params(out.params.data());
   out.exp_avg = s.full_state("exp_avg");
   out.state_names = s.engine->state_names();
   out.state.clear();
   for (const std::string& n : out.state_names) out.state.push_back(s.full_state(n));
+}
+
+// A fresh engine of cfg on the CPU or the GPU, trained for `steps` steps from the start.
+Trained train_fresh(const Config& cfg, bool gpu, int steps) {
+  Trained out;
+  EngineRun s(cfg, gpu);
+  EXPECT_EQ(s.engine->stage(), cfg.zero.stage);
+  train_steps(cfg, s, 0, steps, out);
+  return out;
 }
 
 double relative_l2(const std::vector<float>& got, const std::vector<float>& ref) {
@@ -117,6 +146,7 @@ void check_resume(const Config& from, const Config& to, bool gpu, const Trained&
   for (size_t i = 0; i < first.state_names.size(); ++i)
     s.engine->import_full(first.state_names[i], first.state[i].data());
   s.engine->finish_import();
+  s.engine->set_scaler_state(first.scaler);
   train_steps(to, s, 3, kSteps, resumed);
   ASSERT_EQ(resumed.losses.size(), 2u);
   const bool same = from.zero.offload_optimizer.device == to.zero.offload_optimizer.device;
@@ -135,26 +165,18 @@ void check_resume(const Config& cfg, bool gpu, const Trained& uninterrupted) {
 
 // The optimizer in host memory (CPU Adam) on both engines; the GPU engine's step moves its partition in chunks of
 // 1000 elements (pinned or pageable host memory).
-Config offload_config(int stage, bool pin_memory) {
-  Config cfg = config(stage);
+Config offload_config(const Config& base, bool pin_memory) {
+  Config cfg = base;
   cfg.zero.offload_optimizer.device = OffloadDevice::Cpu;
   cfg.zero.offload_optimizer.pin_memory = pin_memory;
   cfg.zero.sub_group_size = 1000;
   return cfg;
 }
 
+Config offload_config(int stage, bool pin_memory) { return offload_config(config(stage), pin_memory); }
+
 Trained check_matches_cpu(const Config& cfg) {
-  const int stage = cfg.zero.stage;
-  Trained cpu, gpu;
-  {
-    EngineRun s(cfg, false);
-    train_steps(cfg, s, 0, kSteps, cpu);
-  }
-  {
-    EngineRun s(cfg, true);
-    EXPECT_EQ(s.engine->stage(), stage);
-    train_steps(cfg, s, 0, kSteps, gpu);
-  }
+  const Trained cpu = train_fresh(cfg, false, kSteps), gpu = train_fresh(cfg, true, kSteps);
   EXPECT_EQ(gpu.losses.size(), cpu.losses.size());
   for (size_t i = 0; i < std::min(cpu.losses.size(), gpu.losses.size()); ++i)
     EXPECT_NEAR(gpu.losses[i], cpu.losses[i], 1e-5 * std::fabs(cpu.losses[i])) << "step " << i + 1;
@@ -182,6 +204,122 @@ void check_offload_stage(int stage) {
     check_resume(cfg, config(stage), true, gpu);  // offloaded -> on the device
     check_resume(config(stage), cfg, true, gpu);  // on the device -> offloaded
   }
+}
+
+Config bf16_config(int stage) {
+  Config cfg = config(stage);
+  cfg.bf16 = true;
+  return cfg;
+}
+
+// bf16 on both sides: the CPU engine rounds fp32 compute to bf16 at parameters and gradients, the GPU also stores
+// activations in bf16, so the two agree to bf16's precision (2e-2), not bit for bit. The GPU run resumes exactly.
+// With the optimizer offloaded, the host's updated fp32 partition is rounded to bf16 on the device before the
+// allgather, as the CPU offload engine rounds its gathered master.
+void check_bf16(const Config& cfg) {
+  const Trained cpu = train_fresh(cfg, false, kSteps), gpu = train_fresh(cfg, true, kSteps);
+  EXPECT_EQ(gpu.memory.param_bytes, gpu.params.size() * 2);  // the model really holds 16-bit parameters
+  ASSERT_EQ(gpu.losses.size(), cpu.losses.size());
+  for (size_t i = 0; i < cpu.losses.size(); ++i)
+    EXPECT_NEAR(gpu.losses[i], cpu.losses[i], 2e-2 * std::fabs(cpu.losses[i])) << "step " << i + 1;
+  EXPECT_LT(relative_l2(gpu.params, cpu.params), 2e-2);  // the fp32 masters
+  EXPECT_LT(relative_l2(gpu.exp_avg, cpu.exp_avg), 1e-1);
+  EXPECT_EQ(gpu.state_names, cpu.state_names);
+  check_resume(cfg, true, gpu);
+}
+
+void check_bf16_stage(int stage) {
+  SCOPED_TRACE("bf16, stage " + std::to_string(stage));
+  check_bf16(bf16_config(stage));
+}
+
+TEST(GpuZeroEngine, Bf16Stage0MatchesCpuEngineAndResumes) {
+  ZT_REQUIRE_GPU();
+  check_bf16_stage(0);
+}
+
+TEST(GpuZeroEngine, Bf16Stage1MatchesCpuEngineAndResumes) {
+  ZT_REQUIRE_GPU();
+  check_bf16_stage(1);
+}
+
+TEST(GpuZeroEngine, Bf16Stage2MatchesCpuEngineAndResumes) {
+  ZT_REQUIRE_GPU();
+  check_bf16_stage(2);
+}
+
+TEST(GpuZeroEngine, Bf16Stage1OffloadMatchesCpuOffloadEngineAndResumes) {
+  ZT_REQUIRE_GPU();
+  SCOPED_TRACE("bf16, stage 1, offload_optimizer cpu");
+  check_bf16(offload_config(bf16_config(1), true));
+}
+
+TEST(GpuZeroEngine, Bf16Stage2OffloadMatchesCpuOffloadEngineAndResumes) {
+  ZT_REQUIRE_GPU();
+  SCOPED_TRACE("bf16, stage 2, offload_optimizer cpu");
+  check_bf16(offload_config(bf16_config(2), true));
+}
+
+// fp16 with a dynamic loss scale chosen from the first step's largest gradient (CPU, fp32, the same weights and
+// tokens) so that the first step overflows fp16 by a factor 2 to 4: both engines must skip it (and the steps after,
+// while the halved scale still overflows), agree on every step's skip and scale, and train on after the scale has
+// come down. Overflow on the GPU is real fp16 overflow in the model's gradients, accumulated over the micro-batches;
+// on the CPU it is the rounding of its accumulated fp32 gradients to fp16 at stages 0-1. (Not stage 2: the CPU's
+// stage 2 rounds and reduces each micro-batch's gradient and sums those in fp32, so it overflows later than an fp16
+// accumulation; the GPU's stage 2 accumulates in fp16 as its stage 1 does.)
+Config fp16_config_overflowing_first_step(int stage) {
+  GPT2 model(kDims, false);
+  model.init_weights(11);
+  model.zero_grad();
+  std::vector<int32_t> tokens;
+  for (int m = 0; m < kAccum; ++m) {
+    fill_tokens(tokens, 0, m);
+    model.forward(tokens.data(), tokens.data() + 1, kB, kT);
+    model.backward(1.0f / kAccum);
+  }
+  float largest = 0.0f;
+  for (size_t i = 0; i < model.num_params(); ++i) largest = std::max(largest, std::fabs(model.grad_data()[i]));
+  Config cfg = config(stage);
+  cfg.fp16.enabled = true;
+  cfg.fp16.initial_scale_power = static_cast<int>(std::ceil(std::log2(65504.0 / largest))) + 1;
+  cfg.fp16.hysteresis = 1;
+  cfg.fp16.loss_scale_window = 1000;
+  return cfg;
+}
+
+void check_fp16_overflow(const Config& cfg) {
+  const Trained cpu = train_fresh(cfg, false, kFp16Steps), gpu = train_fresh(cfg, true, kFp16Steps);
+  ASSERT_EQ(gpu.skipped.size(), cpu.skipped.size());
+  ASSERT_TRUE(cpu.skipped[0]) << "the first step at scale 2^" << cfg.fp16.initial_scale_power << " did not overflow";
+  EXPECT_TRUE(gpu.skipped[0]);
+  EXPECT_NE(std::count(cpu.skipped.begin(), cpu.skipped.end(), false), 0) << "no step ever trained";
+  for (size_t i = 0; i < cpu.skipped.size(); ++i) {
+    EXPECT_EQ(gpu.skipped[i], cpu.skipped[i]) << "step " << i + 1 << " at scale " << cpu.loss_scales[i];
+    EXPECT_EQ(gpu.loss_scales[i], cpu.loss_scales[i]) << "step " << i + 1;
+    EXPECT_NEAR(gpu.losses[i], cpu.losses[i], 2e-2 * std::fabs(cpu.losses[i])) << "step " << i + 1;
+  }
+  EXPECT_EQ(gpu.scaler.scale, cpu.scaler.scale);
+  EXPECT_LT(relative_l2(gpu.params, cpu.params), 2e-2);
+}
+
+TEST(GpuZeroEngine, Fp16Stage0SkipsOverflowingStepsAsTheCpuEngine) {
+  ZT_REQUIRE_GPU();
+  SCOPED_TRACE("fp16, stage 0");
+  check_fp16_overflow(fp16_config_overflowing_first_step(0));
+}
+
+TEST(GpuZeroEngine, Fp16Stage1SkipsOverflowingStepsAsTheCpuEngine) {
+  ZT_REQUIRE_GPU();
+  SCOPED_TRACE("fp16, stage 1");
+  check_fp16_overflow(fp16_config_overflowing_first_step(1));
+}
+
+// Offloaded, the overflow check and unscale run on the device before the partition goes to the host; a skipped step
+// moves nothing.
+TEST(GpuZeroEngine, Fp16Stage1OffloadSkipsOverflowingStepsAsTheCpuOffloadEngine) {
+  ZT_REQUIRE_GPU();
+  SCOPED_TRACE("fp16, stage 1, offload_optimizer cpu");
+  check_fp16_overflow(offload_config(fp16_config_overflowing_first_step(1), true));
 }
 
 TEST(GpuZeroEngine, Stage0MatchesCpuEngineAndResumes) {
@@ -215,15 +353,36 @@ TEST(GpuZeroEngine, Stage2OffloadMatchesCpuOffloadEngineAndResumes) {
 namespace zt {
 namespace {
 
-// The harness of the tests above on the CPU engine (runs without a GPU): the export/import resume is exact there.
+std::string describe(const Config& cfg) {
+  return "stage " + std::to_string(cfg.zero.stage) + " offload " +
+         (cfg.zero.offload_optimizer.device == OffloadDevice::Cpu ? "cpu" : "none");
+}
+
+// The harness of the tests above on the CPU engine (runs without a GPU): the export/import resume is exact there,
+// in fp32 and bf16, with the optimizer on the device's side or offloaded.
 TEST(GpuZeroEngineHarness, CpuEngineResumesExactly) {
-  for (const Config& cfg : {config(0), config(1), config(2), offload_config(1, true), offload_config(2, true)}) {
-    SCOPED_TRACE("stage " + std::to_string(cfg.zero.stage) + " offload " +
-                 (cfg.zero.offload_optimizer.device == OffloadDevice::Cpu ? "cpu" : "none"));
-    Trained full;
-    EngineRun s(cfg, false);
-    train_steps(cfg, s, 0, kSteps, full);
-    check_resume(cfg, false, full);
+  for (bool bf16 : {false, true}) {
+    for (const Config& base : {config(0), config(1), config(2), offload_config(1, true), offload_config(2, true)}) {
+      SCOPED_TRACE(std::string(bf16 ? "bf16, " : "fp32, ") + describe(base));
+      Config cfg = base;
+      cfg.bf16 = bf16;
+      Trained full;
+      EngineRun s(cfg, false);
+      train_steps(cfg, s, 0, kSteps, full);
+      check_resume(cfg, false, full);
+    }
+  }
+}
+
+// The fp16 test's choice of scale, on the CPU engine alone: the first step overflows and training resumes later.
+TEST(GpuZeroEngineHarness, Fp16ScaleOverflowsTheFirstStepThenTrains) {
+  for (const Config& cfg : {fp16_config_overflowing_first_step(0), fp16_config_overflowing_first_step(1),
+                            offload_config(fp16_config_overflowing_first_step(1), true)}) {
+    SCOPED_TRACE(describe(cfg));
+    const Trained run = train_fresh(cfg, false, kFp16Steps);
+    EXPECT_TRUE(run.skipped[0]);
+    EXPECT_FALSE(run.skipped.back());
+    EXPECT_LT(run.loss_scales.back(), run.loss_scales.front());
   }
 }
 

@@ -164,8 +164,8 @@ TEST(CrossEntropyGpu, TargetOutOfRangeGivesNaNLoss) {
   EXPECT_TRUE(std::isnan(losses[1]));
 }
 
-// The casts round to nearest even exactly like the CPU conversions: bit-identical on finite values, ties,
-// denormals, infinities and values that overflow the 16-bit range.
+// The casts (and round_to_storage) round to nearest even exactly like the CPU conversions: bit-identical on finite
+// values, ties, denormals, infinities and values that overflow the 16-bit range.
 template <typename S>
 void check_casts() {
   auto x = random_floats(4096, 18, 100.0f);
@@ -183,6 +183,11 @@ void check_casts() {
   zt::cuda::cast(d_back.get(), d_half.get(), x.size());
   const auto back = d_back.download();
   for (size_t i = 0; i < x.size(); i++) ASSERT_EQ(back[i], rounded[i]) << "16 bit -> float at " << i;
+  // The in-place rounding of fp32 values (reduced gradients) gives the same values without a 16-bit buffer.
+  DeviceArray<float> d_inplace(x);
+  zt::cuda::round_to_storage<S>(d_inplace.get(), x.size());
+  const auto inplace = d_inplace.download();
+  for (size_t i = 0; i < x.size(); i++) ASSERT_EQ(inplace[i], rounded[i]) << "round_to_storage at " << i;
 }
 
 TEST(CastGpu, Bf16MatchesCpuConversion) {

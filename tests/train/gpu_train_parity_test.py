@@ -1,16 +1,19 @@
 #!/usr/bin/env python3
 """zerotrain on the GPU (train.device "cuda") against the CPU: for 5 training steps of a small GPT-2 at ZeRO stages
 0, 1 and 2 (one rank, and two ranks at stages 0 and 2), every step's loss must agree with the CPU run of the same
-config to 1e-5 relative (fp32 on both; the GPU's cuBLASLt runs fp32 without TF32). The same with the optimizer
-offloaded to the CPU (offload_optimizer.device "cpu", pinned, in chunks of 5000 elements) at stage 1 on one rank and
-stage 2 on two, against the CPU run with the same offload. A GPU run stopped after 3 steps and resumed from its
-checkpoint must continue with the same losses, and so must a GPU run whose checkpoints go from offloaded to
-on-device optimizer state and back.
+config to 1e-5 relative (fp32 on both; the GPU's cuBLASLt runs fp32 without TF32). In bf16 (stages 0, 1, 2 on one
+rank, stage 2 on two) and fp16 (stage 1, a loss scale that does not overflow) the losses must agree to 2e-2 (the GPU
+also stores activations in 16 bits, the CPU computes them in fp32), and fp16's skipped steps must be the same. The
+same with the optimizer offloaded to the CPU (offload_optimizer.device "cpu", pinned, in chunks of 5000 elements) in
+fp32 at stage 1 on one rank and stage 2 on two, and in bf16 at stage 2 on two, against the CPU run with the same
+offload. A GPU run stopped after 3 steps and resumed from its checkpoint must continue with the same losses, and so
+must a GPU run whose checkpoints go from offloaded to on-device optimizer state and back.
 
 Without a GPU (or without CUDA in the build) it checks instead that `train.device=cuda` is refused cleanly (usage
-exit code, the message names train.device), then reports itself skipped ("no GPU", exit code 77, ctest's
-SKIP_RETURN_CODE). That configs the GPU path does not support (fp16, optimizer offload to nvme) are refused at parse
-time, naming both keys, is checked everywhere."""
+exit code, the message names train.device, also with bf16 and with bf16 plus optimizer offload, which the GPU path
+takes), then reports itself skipped ("no GPU", exit code 77, ctest's SKIP_RETURN_CODE). That configs the GPU path
+does not support (stage 3, optimizer offload to nvme) are refused at parse time, naming both keys, is checked
+everywhere."""
 import argparse
 import json
 import os
@@ -24,6 +27,7 @@ from zt_testlib import step_records  # noqa: E402
 
 STEPS = 5
 REL_TOL = 1e-5
+REL_TOL_16BIT = 2e-2
 SKIP = 77
 # The optimizer's partition and Adam state in pinned host memory; on the GPU the step moves it in several chunks.
 OFFLOAD = ["zero_optimization.offload_optimizer.device=cpu", "zero_optimization.offload_optimizer.pin_memory=true",
@@ -73,14 +77,18 @@ def losses(save_dir):
     return {r["step"]: r["loss"] for r in step_records(save_dir)}
 
 
-def compare(what, got, ref, steps, failures):
+def skipped_steps(save_dir):
+    return sorted(r["step"] for r in step_records(save_dir) if r["skipped"])
+
+
+def compare(what, got, ref, steps, failures, tol=REL_TOL):
     for s in steps:
         g, r = got.get(s), ref.get(s)
         if g is None or r is None:
             failures.append(f"{what}: step {s} missing (gpu {g}, cpu {r})")
-        elif abs(g - r) > REL_TOL * abs(r):
+        elif abs(g - r) > tol * abs(r):
             failures.append(f"{what}: step {s} loss {g:.9g} on the GPU, {r:.9g} on the CPU "
-                            f"(relative difference {abs(g - r) / abs(r):.2e} > {REL_TOL})")
+                            f"(relative difference {abs(g - r) / abs(r):.2e} > {tol})")
         else:
             print(f"{what}: step {s} gpu {g:.9g} cpu {r:.9g}")
 
@@ -99,8 +107,8 @@ def main():
         with open(config, "w") as f:
             json.dump(base_config(shard), f)
 
-        # Refused at parse time on every machine: fp16 is not on the GPU path yet.
-        refused = [(["fp16.enabled=true"], "fp16.enabled"),
+        # Refused at parse time on every machine: stage 3 and offload to nvme are not on the GPU path yet.
+        refused = [(["zero_optimization.stage=3"], "zero_optimization.stage"),
                    (["zero_optimization.stage=1", "zero_optimization.offload_optimizer.device=nvme",
                      f"zero_optimization.offload_optimizer.nvme_path={tmp}"],
                     "zero_optimization.offload_optimizer.device (nvme)")]
@@ -116,6 +124,15 @@ def main():
             if p.returncode != 2 or "train.device" not in p.stderr:
                 failures.append(f"{' '.join(cmd)}: expected exit 2 naming train.device, got {p.returncode}: "
                                 f"{p.stderr[-1500:]}")
+            # bf16, also with the optimizer offloaded, passes the config's check for the GPU path and meets the same
+            # missing GPU.
+            for what, extra in (("bf16", []), ("bf16 with optimizer offload", ["zero_optimization.stage=2"] + OFFLOAD)):
+                cmd, p = run(zt, config, os.path.join(tmp, "probe_bf16"),
+                             ["train.device=cuda", "bf16.enabled=true", "train.max_steps=1"] + extra)
+                if p.returncode != 2 or "does not support" in p.stderr or not (
+                        "no GPU is visible" in p.stderr or "built without CUDA" in p.stderr):
+                    failures.append(f"{' '.join(cmd)}: expected exit 2 for the missing GPU ({what} is on the GPU "
+                                    f"path), got {p.returncode}: {p.stderr[-1500:]}")
             for f in failures:
                 print("FAIL:", f, file=sys.stderr)
             if failures:
@@ -129,22 +146,31 @@ def main():
                   file=sys.stderr)
             return 1
 
-        cases = [(0, 1, False), (1, 1, False), (2, 1, False), (0, 2, False), (2, 2, False), (1, 1, True),
-                 (2, 2, True)]
-        for stage, nproc, offload in cases:
-            name = f"s{stage}_n{nproc}" + ("_offload" if offload else "")
+        # (precision, stage, ranks, offload); fp16 starts at scale 2^8, far from overflowing this model's gradients.
+        precisions = {"fp32": [], "bf16": ["bf16.enabled=true"],
+                      "fp16": ["fp16.enabled=true", "fp16.initial_scale_power=8"]}
+        cases = [("fp32", 0, 1, False), ("fp32", 1, 1, False), ("fp32", 2, 1, False), ("fp32", 0, 2, False),
+                 ("fp32", 2, 2, False), ("bf16", 0, 1, False), ("bf16", 1, 1, False), ("bf16", 2, 1, False),
+                 ("bf16", 2, 2, False), ("fp16", 1, 1, False), ("fp32", 1, 1, True), ("fp32", 2, 2, True),
+                 ("bf16", 2, 2, True)]
+        for precision, stage, nproc, offload in cases:
+            name = f"{precision}_s{stage}_n{nproc}" + ("_offload" if offload else "")
             ref_dir, gpu_dir = (os.path.join(tmp, f"{dev}_{name}") for dev in ("cpu", "cuda"))
-            results = {}
+            results, skips = {}, {}
             for dev, d in (("cpu", ref_dir), ("cuda", gpu_dir)):
                 cmd, p = run(zt, config, d, [f"train.device={dev}", f"zero_optimization.stage={stage}"] +
-                             (OFFLOAD if offload else []), nproc)
+                             precisions[precision] + (OFFLOAD if offload else []), nproc)
                 if p.returncode != 0:
                     failures.append(f"{' '.join(cmd)} exited {p.returncode}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
                     break
                 results[dev] = losses(d)
+                skips[dev] = skipped_steps(d)
             if len(results) == 2:
-                compare(f"stage {stage}, {nproc} rank(s)" + (", optimizer offloaded" if offload else ""),
-                        results["cuda"], results["cpu"], range(1, STEPS + 1), failures)
+                what = f"{precision} stage {stage}, {nproc} rank(s)" + (", optimizer offloaded" if offload else "")
+                compare(what, results["cuda"], results["cpu"], range(1, STEPS + 1), failures,
+                        REL_TOL if precision == "fp32" else REL_TOL_16BIT)
+                if skips["cuda"] != skips["cpu"]:
+                    failures.append(f"{what}: skipped steps {skips['cuda']} on the GPU, {skips['cpu']} on the CPU")
 
         # Resume on the GPU: 3 steps, then from that checkpoint to 5; steps 4-5 as the CPU's uninterrupted run.
         # Then across offload settings: 2 steps offloaded, to 4 with the state on the device, to 5 offloaded again.
@@ -162,7 +188,7 @@ def main():
                     ok = False
                     break
             if ok:
-                compare(what, losses(resume_dir), losses(os.path.join(tmp, "cpu_s1_n1")), range(1, STEPS + 1),
+                compare(what, losses(resume_dir), losses(os.path.join(tmp, "cpu_fp32_s1_n1")), range(1, STEPS + 1),
                         failures)
     for f in failures:
         print("FAIL:", f, file=sys.stderr)

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "engine/base/error.h"
+#include "kernels/cpu/half_convert.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/caching_allocator.h"
 #include "kernels/cuda/cross_entropy.h"
@@ -49,121 +50,167 @@ void check_layout(const ModelDims& dims, const std::vector<ParamInfo>& layout, b
                        std::to_string(dims.n_embd / dims.n_head));
 }
 
-struct BlockActs {
-  float *ln1, *ln1_mean, *ln1_rstd, *qkv, *atty, *att_or_lse, *residual2, *ln2, *ln2_mean, *ln2_rstd, *fch,
-      *fch_gelu;
+// Carves typed buffers out of one allocation, each at a 256-byte boundary (cuBLASLt's fast kernels want 16-byte
+// aligned operands). A carver without a base only measures: the same carving runs once to size the allocation and
+// once to hand out the pointers, so the two cannot disagree.
+class Carver {
+ public:
+  explicit Carver(char* base) : base_(base) {}
+  template <typename U>
+  U* take(size_t n) {
+    at_ = (at_ + 255) & ~size_t(255);
+    U* p = base_ ? reinterpret_cast<U*>(base_ + at_) : nullptr;
+    at_ += n * sizeof(U);
+    return p;
+  }
+  size_t bytes() const { return at_; }
+
+ private:
+  char* base_;
+  size_t at_ = 0;
 };
 
 }  // namespace
 
+const char* storage_name(Storage s) {
+  switch (s) {
+    case Storage::F32:
+      return "fp32";
+    case Storage::BF16:
+      return "bf16";
+    case Storage::F16:
+      return "fp16";
+  }
+  return "?";
+}
+
+size_t storage_bytes(Storage s) { return s == Storage::F32 ? 4 : 2; }
+
+// What every storage type shares: the layout, the device, the flat parameter and gradient buffers.
 struct GPT2Cuda::Impl {
   ModelDims d;
   bool flash = false;
+  Storage storage = Storage::F32;
   std::vector<size_t> offsets;  // of each parameter in the flat buffer
   size_t n_params = 0;
   CachingAllocator alloc{make_cuda_memory_backend()};
   MatmulLt lt;
   cudaStream_t stream = nullptr;
-  float *params = nullptr, *grads = nullptr;
+  void *params = nullptr, *grads = nullptr;
+
+  virtual ~Impl() = default;
+  virtual float forward(const int32_t* inputs, const int32_t* targets, int B, int T) = 0;
+  virtual void backward(float grad_scale) = 0;
+};
+
+namespace {
+
+// The model in storage type S (float, __nv_bfloat16, __half).
+template <typename S>
+struct TypedModel final : GPT2Cuda::Impl {
+  struct BlockActs {
+    S *ln1, *qkv, *atty, *residual2, *ln2, *fch, *fch_gelu;
+    float *ln1_mean, *ln1_rstd, *att_or_lse, *ln2_mean, *ln2_rstd;
+  };
 
   int B = 0, T = 0;
   void* acts_mem = nullptr;
-  std::vector<float*> residual;
+  std::vector<S*> residual;
   std::vector<BlockActs> blocks;
-  float *tmp_c = nullptr, *lnf = nullptr, *lnf_mean = nullptr, *lnf_rstd = nullptr, *logits = nullptr,
-        *lse = nullptr, *losses = nullptr, *dres = nullptr, *dtmp_c = nullptr, *dqkv = nullptr, *dfch = nullptr,
-        *att_scratch = nullptr;
+  S *tmp_c = nullptr, *lnf = nullptr, *logits = nullptr, *dres = nullptr, *dtmp_c = nullptr, *dqkv = nullptr,
+    *dfch = nullptr;
+  float *lnf_mean = nullptr, *lnf_rstd = nullptr, *lse = nullptr, *losses = nullptr, *att_scratch = nullptr;
   int32_t *inputs = nullptr, *targets = nullptr;
   bool have_targets = false;
 
-  float* p(size_t i) { return params + offsets[i]; }
-  float* g(size_t i) { return grads + offsets[i]; }
+  S* p(size_t i) { return static_cast<S*>(params) + offsets[i]; }
+  S* g(size_t i) { return static_cast<S*>(grads) + offsets[i]; }
   size_t bp(int l, BlockParam w) const { return block_param_index(l, w); }
   size_t lnf_w() const { return offsets.size() - 2; }
 
+  float forward(const int32_t* host_inputs, const int32_t* host_targets, int newB, int newT) override;
+  void backward(float grad_scale) override;
+  void carve_activations(Carver& c);
   void allocate_activations(int newB, int newT);
-  void matmul_forward(float* out, const float* inp, const float* w, const float* b, int N, int C, int OC);
-  void matmul_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp, const float* w, int N,
-                       int C, int OC);
+  void matmul_forward(S* out, const S* inp, const S* w, const S* b, int N, int C, int OC);
+  void matmul_backward(S* dinp, S* dw, S* db, const S* dout, const S* inp, const S* w, int N, int C, int OC);
   void block_forward(int l);
   void block_backward(int l);
 };
 
-void GPT2Cuda::Impl::allocate_activations(int newB, int newT) {
+template <typename S>
+void TypedModel<S>::carve_activations(Carver& c) {
+  const size_t BT = (size_t)B * T, C = d.n_embd, V = d.vocab_size, NH = d.n_head, L = d.n_layer;
+  const size_t att_floats = flash ? (size_t)B * NH * T : (size_t)B * NH * T * T;
+  residual.assign(L + 1, nullptr);
+  for (auto& r : residual) r = c.take<S>(BT * C);
+  blocks.assign(L, BlockActs{});
+  for (auto& a : blocks) {
+    a.ln1 = c.take<S>(BT * C);
+    a.ln1_mean = c.take<float>(BT);
+    a.ln1_rstd = c.take<float>(BT);
+    a.qkv = c.take<S>(BT * 3 * C);
+    a.atty = c.take<S>(BT * C);
+    a.att_or_lse = c.take<float>(att_floats);
+    a.residual2 = c.take<S>(BT * C);
+    a.ln2 = c.take<S>(BT * C);
+    a.ln2_mean = c.take<float>(BT);
+    a.ln2_rstd = c.take<float>(BT);
+    a.fch = c.take<S>(BT * 4 * C);
+    a.fch_gelu = c.take<S>(BT * 4 * C);
+  }
+  tmp_c = c.take<S>(BT * C);
+  lnf = c.take<S>(BT * C);
+  lnf_mean = c.take<float>(BT);
+  lnf_rstd = c.take<float>(BT);
+  logits = c.take<S>(BT * V);  // becomes dlogits in backward (cross-entropy backward runs in place)
+  lse = c.take<float>(BT);
+  losses = c.take<float>(BT);
+  dres = c.take<S>(BT * C);
+  dtmp_c = c.take<S>(BT * C);
+  dqkv = c.take<S>(BT * 3 * C);
+  dfch = c.take<S>(BT * 4 * C);
+  att_scratch = c.take<float>(attention_backward_scratch_floats(B, T, (int)NH, flash));
+  inputs = c.take<int32_t>(BT);
+  targets = c.take<int32_t>(BT);
+}
+
+template <typename S>
+void TypedModel<S>::allocate_activations(int newB, int newT) {
   if (newB == B && newT == T) return;
   alloc.free(acts_mem);
   acts_mem = nullptr;
   B = newB;
   T = newT;
-  const size_t BT = (size_t)B * T, C = d.n_embd, V = d.vocab_size, NH = d.n_head, L = d.n_layer;
-  const size_t att_floats = flash ? (size_t)B * NH * T : (size_t)B * NH * T * T;
-  const size_t block_floats = BT * C * 5 + BT * 4 + BT * 3 * C + att_floats + 2 * BT * 4 * C;
-  const size_t scratch = attention_backward_scratch_floats(B, T, (int)NH, flash);
-  const size_t total = (L + 1) * BT * C + L * block_floats + 2 * BT * C + 2 * BT + BT * V + 2 * BT + 2 * BT * C +
-                       BT * 3 * C + BT * 4 * C + scratch + 2 * BT /*token ids*/;
-  acts_mem = alloc.allocate(total * sizeof(float));
-  float* cur = static_cast<float*>(acts_mem);
-  auto take = [&](size_t n) {
-    float* r = cur;
-    cur += n;
-    return r;
-  };
-  residual.assign(L + 1, nullptr);
-  for (auto& r : residual) r = take(BT * C);
-  blocks.assign(L, BlockActs{});
-  for (auto& a : blocks) {
-    a.ln1 = take(BT * C);
-    a.ln1_mean = take(BT);
-    a.ln1_rstd = take(BT);
-    a.qkv = take(BT * 3 * C);
-    a.atty = take(BT * C);
-    a.att_or_lse = take(att_floats);
-    a.residual2 = take(BT * C);
-    a.ln2 = take(BT * C);
-    a.ln2_mean = take(BT);
-    a.ln2_rstd = take(BT);
-    a.fch = take(BT * 4 * C);
-    a.fch_gelu = take(BT * 4 * C);
-  }
-  tmp_c = take(BT * C);
-  lnf = take(BT * C);
-  lnf_mean = take(BT);
-  lnf_rstd = take(BT);
-  logits = take(BT * V);  // becomes dlogits in backward (cross-entropy backward runs in place)
-  lse = take(BT);
-  losses = take(BT);
-  dres = take(BT * C);
-  dtmp_c = take(BT * C);
-  dqkv = take(BT * 3 * C);
-  dfch = take(BT * 4 * C);
-  att_scratch = take(scratch);
-  inputs = reinterpret_cast<int32_t*>(take(BT));
-  targets = reinterpret_cast<int32_t*>(take(BT));
-  if (cur != static_cast<float*>(acts_mem) + total)
-    throw RuntimeError("GPT2Cuda: activation layout size mismatch (internal)");
+  Carver measure(nullptr);
+  carve_activations(measure);
+  acts_mem = alloc.allocate(measure.bytes());
+  Carver carve(static_cast<char*>(acts_mem));
+  carve_activations(carve);
 }
 
 // Conv1D: out[N,OC] = inp[N,C] @ w[C,OC] + b.
-void GPT2Cuda::Impl::matmul_forward(float* out, const float* inp, const float* w, const float* b, int N, int C,
-                                    int OC) {
-  lt.gemm<float>(false, false, N, OC, C, 1.0f, inp, C, w, OC, 0.0f, out, OC, MatmulEpilogue::kBias, b, nullptr,
-                 stream);
+template <typename S>
+void TypedModel<S>::matmul_forward(S* out, const S* inp, const S* w, const S* b, int N, int C, int OC) {
+  lt.gemm<S>(false, false, N, OC, C, 1.0f, inp, C, w, OC, 0.0f, out, OC, MatmulEpilogue::kBias, b, nullptr, stream);
 }
 
 // As cpu::matmul_backward: dinp OVERWRITTEN, dw and db ACCUMULATED.
-void GPT2Cuda::Impl::matmul_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp,
-                                     const float* w, int N, int C, int OC) {
-  lt.gemm<float>(false, true, N, C, OC, 1.0f, dout, OC, w, OC, 0.0f, dinp, C, MatmulEpilogue::kNone, nullptr,
-                 nullptr, stream);
-  lt.gemm<float>(true, false, C, OC, N, 1.0f, inp, C, dout, OC, 1.0f, dw, OC, MatmulEpilogue::kNone, nullptr,
-                 nullptr, stream);
+template <typename S>
+void TypedModel<S>::matmul_backward(S* dinp, S* dw, S* db, const S* dout, const S* inp, const S* w, int N, int C,
+                                    int OC) {
+  lt.gemm<S>(false, true, N, C, OC, 1.0f, dout, OC, w, OC, 0.0f, dinp, C, MatmulEpilogue::kNone, nullptr, nullptr,
+             stream);
+  lt.gemm<S>(true, false, C, OC, N, 1.0f, inp, C, dout, OC, 1.0f, dw, OC, MatmulEpilogue::kNone, nullptr, nullptr,
+             stream);
   bias_backward(db, dout, N, OC, stream);
 }
 
-void GPT2Cuda::Impl::block_forward(int l) {
+template <typename S>
+void TypedModel<S>::block_forward(int l) {
   const int BT = B * T, C = d.n_embd, NH = d.n_head;
   BlockActs& a = blocks[l];
-  const float* x = residual[l];
+  const S* x = residual[l];
   layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, p(bp(l, kLn1W)), p(bp(l, kLn1B)), BT, C, stream);
   matmul_forward(a.qkv, a.ln1, p(bp(l, kAttnW)), p(bp(l, kAttnB)), BT, C, 3 * C);
   if (flash) {
@@ -181,10 +228,11 @@ void GPT2Cuda::Impl::block_forward(int l) {
 }
 
 // dres: d(loss)/d(block output) on entry, d(loss)/d(block input) on exit (the CPU model's scheme).
-void GPT2Cuda::Impl::block_backward(int l) {
+template <typename S>
+void TypedModel<S>::block_backward(int l) {
   const int BT = B * T, C = d.n_embd, NH = d.n_head;
   BlockActs& a = blocks[l];
-  const float* x = residual[l];
+  const S* x = residual[l];
   matmul_backward(dfch, g(bp(l, kFcProjW)), g(bp(l, kFcProjB)), dres, a.fch_gelu, p(bp(l, kFcProjW)), BT, 4 * C, C);
   gelu_backward(dfch, a.fch, dfch, (size_t)BT * 4 * C, stream);
   matmul_backward(dtmp_c, g(bp(l, kFcW)), g(bp(l, kFcB)), dfch, a.ln2, p(bp(l, kFcW)), BT, C, 4 * C);
@@ -201,16 +249,85 @@ void GPT2Cuda::Impl::block_backward(int l) {
                      C, stream);
 }
 
-GPT2Cuda::GPT2Cuda(const ModelDims& dims, const std::vector<ParamInfo>& layout, bool flash_attention)
-    : impl_((check_layout(dims, layout, flash_attention), std::make_unique<Impl>())) {
+template <typename S>
+float TypedModel<S>::forward(const int32_t* host_inputs, const int32_t* host_targets, int newB, int newT) {
+  const int V = d.vocab_size, C = d.n_embd, L = d.n_layer;
+  if (newB <= 0 || newT <= 0 || newT > d.block_size)
+    throw RuntimeError("GPT2Cuda::forward: bad batch shape B=" + std::to_string(newB) + " T=" + std::to_string(newT) +
+                       " (block_size " + std::to_string(d.block_size) + ")");
+  const int BT = newB * newT;
+  for (int i = 0; i < BT; i++) {
+    if (host_inputs[i] < 0 || host_inputs[i] >= V || (host_targets && (host_targets[i] < 0 || host_targets[i] >= V)))
+      throw RuntimeError("GPT2Cuda::forward: token id out of range [0, " + std::to_string(V) + ") at position " +
+                         std::to_string(i));
+  }
+  allocate_activations(newB, newT);
+  ZT_CUDA_CHECK(cudaMemcpyAsync(inputs, host_inputs, BT * sizeof(int32_t), cudaMemcpyHostToDevice, stream));
+  have_targets = host_targets != nullptr;
+  if (host_targets)
+    ZT_CUDA_CHECK(cudaMemcpyAsync(targets, host_targets, BT * sizeof(int32_t), cudaMemcpyHostToDevice, stream));
+
+  encoder_forward(residual[0], inputs, p(0), p(1), B, T, C, stream);
+  for (int l = 0; l < L; l++) block_forward(l);
+  layernorm_forward(lnf, lnf_mean, lnf_rstd, residual[L], p(lnf_w()), p(lnf_w() + 1), BT, C, stream);
+  lt.gemm<S>(false, true, BT, V, C, 1.0f, lnf, C, p(0), C, 0.0f, logits, V, MatmulEpilogue::kNone, nullptr, nullptr,
+             stream);
+  if (!host_targets) return 0.0f;
+  cross_entropy_forward(losses, lse, logits, targets, BT, V, stream);
+  std::vector<float> host_losses(BT);
+  ZT_CUDA_CHECK(cudaMemcpyAsync(host_losses.data(), losses, BT * sizeof(float), cudaMemcpyDeviceToHost, stream));
+  ZT_CUDA_CHECK(cudaStreamSynchronize(stream));
+  double total = 0;  // in row order, in double, as the CPU model
+  for (float l : host_losses) total += l;
+  return (float)(total / BT);
+}
+
+template <typename S>
+void TypedModel<S>::backward(float grad_scale) {
+  if (B == 0 || !have_targets) throw RuntimeError("GPT2Cuda::backward: needs a preceding forward() with targets");
+  const int BT = B * T, V = d.vocab_size, C = d.n_embd, L = d.n_layer;
+  S* dlogits = logits;
+  cross_entropy_backward(dlogits, logits, lse, targets, grad_scale / (float)BT, BT, V, stream);
+  // Tied LM head: dlnf = dlogits @ wte; dwte += dlogits^T @ lnf.
+  lt.gemm<S>(false, false, BT, C, V, 1.0f, dlogits, V, p(0), C, 0.0f, dtmp_c, C, MatmulEpilogue::kNone, nullptr,
+             nullptr, stream);
+  lt.gemm<S>(true, false, V, C, BT, 1.0f, dlogits, V, lnf, C, 1.0f, g(0), C, MatmulEpilogue::kNone, nullptr, nullptr,
+             stream);
+  ZT_CUDA_CHECK(cudaMemsetAsync(dres, 0, sizeof(S) * (size_t)BT * C, stream));
+  layernorm_backward(dres, g(lnf_w()), g(lnf_w() + 1), dtmp_c, residual[L], p(lnf_w()), lnf_mean, lnf_rstd, BT, C,
+                     stream);
+  for (int l = L - 1; l >= 0; l--) block_backward(l);
+  encoder_backward(g(0), g(1), dres, inputs, B, T, C, stream);
+  // The logits were overwritten by their gradient: a later backward needs a new forward.
+  have_targets = false;
+}
+
+std::unique_ptr<GPT2Cuda::Impl> make_model(Storage storage) {
+  switch (storage) {
+    case Storage::F32:
+      return std::make_unique<TypedModel<float>>();
+    case Storage::BF16:
+      return std::make_unique<TypedModel<__nv_bfloat16>>();
+    case Storage::F16:
+      return std::make_unique<TypedModel<__half>>();
+  }
+  throw RuntimeError("GPT2Cuda: unknown storage type");
+}
+
+}  // namespace
+
+GPT2Cuda::GPT2Cuda(const ModelDims& dims, const std::vector<ParamInfo>& layout, bool flash_attention,
+                   Storage storage)
+    : impl_((check_layout(dims, layout, flash_attention), make_model(storage))) {
   Impl& m = *impl_;
   m.d = dims;
   m.flash = flash_attention;
+  m.storage = storage;
   for (const ParamInfo& pi : layout) m.offsets.push_back(pi.offset);
   m.n_params = layout.back().offset + layout.back().numel;
   ZT_CUDA_CHECK(cudaStreamCreateWithFlags(&m.stream, cudaStreamNonBlocking));
-  m.params = static_cast<float*>(m.alloc.allocate(m.n_params * sizeof(float)));
-  m.grads = static_cast<float*>(m.alloc.allocate(m.n_params * sizeof(float)));
+  m.params = m.alloc.allocate(m.n_params * storage_bytes(storage));
+  m.grads = m.alloc.allocate(m.n_params * storage_bytes(storage));
   zero_grad();
 }
 
@@ -221,83 +338,66 @@ GPT2Cuda::~GPT2Cuda() {
   }
 }
 
+Storage GPT2Cuda::storage() const { return impl_->storage; }
 size_t GPT2Cuda::num_params() const { return impl_->n_params; }
 
+// 16-bit storage travels to and from the host as bit patterns, converted on the host with the CPU engines'
+// round-to-nearest-even (kernels/cpu/half_convert.h).
 void GPT2Cuda::upload_params(const float* host) {
-  ZT_CUDA_CHECK(cudaMemcpyAsync(impl_->params, host, impl_->n_params * sizeof(float), cudaMemcpyHostToDevice,
-                                impl_->stream));
+  Impl& m = *impl_;
+  if (m.storage == Storage::F32) {
+    ZT_CUDA_CHECK(cudaMemcpyAsync(m.params, host, m.n_params * sizeof(float), cudaMemcpyHostToDevice, m.stream));
+    synchronize();
+    return;
+  }
+  std::vector<uint16_t> bits(m.n_params);
+  if (m.storage == Storage::BF16)
+    float_to_bf16_array(host, bits.data(), m.n_params);
+  else
+    float_to_fp16_array(host, bits.data(), m.n_params);
+  ZT_CUDA_CHECK(
+      cudaMemcpyAsync(m.params, bits.data(), m.n_params * sizeof(uint16_t), cudaMemcpyHostToDevice, m.stream));
   synchronize();
 }
 
-void GPT2Cuda::download_grads(float* host) {
-  ZT_CUDA_CHECK(cudaMemcpyAsync(host, impl_->grads, impl_->n_params * sizeof(float), cudaMemcpyDeviceToHost,
-                                impl_->stream));
-  synchronize();
+namespace {
+
+void download_flat(GPT2Cuda::Impl& m, const void* dev, float* host) {
+  if (m.storage == Storage::F32) {
+    ZT_CUDA_CHECK(cudaMemcpyAsync(host, dev, m.n_params * sizeof(float), cudaMemcpyDeviceToHost, m.stream));
+    ZT_CUDA_CHECK(cudaStreamSynchronize(m.stream));
+    return;
+  }
+  std::vector<uint16_t> bits(m.n_params);
+  ZT_CUDA_CHECK(cudaMemcpyAsync(bits.data(), dev, m.n_params * sizeof(uint16_t), cudaMemcpyDeviceToHost, m.stream));
+  ZT_CUDA_CHECK(cudaStreamSynchronize(m.stream));
+  if (m.storage == Storage::BF16)
+    bf16_to_float_array(bits.data(), host, m.n_params);
+  else
+    fp16_to_float_array(bits.data(), host, m.n_params);
 }
+
+}  // namespace
+
+void GPT2Cuda::download_params(float* host) { download_flat(*impl_, impl_->params, host); }
+void GPT2Cuda::download_grads(float* host) { download_flat(*impl_, impl_->grads, host); }
 
 void GPT2Cuda::zero_grad() {
-  ZT_CUDA_CHECK(cudaMemsetAsync(impl_->grads, 0, impl_->n_params * sizeof(float), impl_->stream));
+  ZT_CUDA_CHECK(
+      cudaMemsetAsync(impl_->grads, 0, impl_->n_params * storage_bytes(impl_->storage), impl_->stream));
 }
 
-float* GPT2Cuda::device_params() { return impl_->params; }
-float* GPT2Cuda::device_grads() { return impl_->grads; }
+void* GPT2Cuda::device_params() { return impl_->params; }
+void* GPT2Cuda::device_grads() { return impl_->grads; }
 void* GPT2Cuda::stream() { return impl_->stream; }
 CachingAllocator& GPT2Cuda::allocator() { return impl_->alloc; }
 
 void GPT2Cuda::synchronize() { ZT_CUDA_CHECK(cudaStreamSynchronize(impl_->stream)); }
 
 float GPT2Cuda::forward(const int32_t* inputs, const int32_t* targets, int B, int T) {
-  Impl& m = *impl_;
-  const int V = m.d.vocab_size, C = m.d.n_embd, L = m.d.n_layer;
-  if (B <= 0 || T <= 0 || T > m.d.block_size)
-    throw RuntimeError("GPT2Cuda::forward: bad batch shape B=" + std::to_string(B) + " T=" + std::to_string(T) +
-                       " (block_size " + std::to_string(m.d.block_size) + ")");
-  const int BT = B * T;
-  for (int i = 0; i < BT; i++) {
-    if (inputs[i] < 0 || inputs[i] >= V || (targets && (targets[i] < 0 || targets[i] >= V)))
-      throw RuntimeError("GPT2Cuda::forward: token id out of range [0, " + std::to_string(V) + ") at position " +
-                         std::to_string(i));
-  }
-  m.allocate_activations(B, T);
-  ZT_CUDA_CHECK(cudaMemcpyAsync(m.inputs, inputs, BT * sizeof(int32_t), cudaMemcpyHostToDevice, m.stream));
-  m.have_targets = targets != nullptr;
-  if (targets)
-    ZT_CUDA_CHECK(cudaMemcpyAsync(m.targets, targets, BT * sizeof(int32_t), cudaMemcpyHostToDevice, m.stream));
-
-  encoder_forward(m.residual[0], m.inputs, m.p(0), m.p(1), B, T, C, m.stream);
-  for (int l = 0; l < L; l++) m.block_forward(l);
-  layernorm_forward(m.lnf, m.lnf_mean, m.lnf_rstd, m.residual[L], m.p(m.lnf_w()), m.p(m.lnf_w() + 1), BT, C,
-                    m.stream);
-  m.lt.gemm<float>(false, true, BT, V, C, 1.0f, m.lnf, C, m.p(0), C, 0.0f, m.logits, V, MatmulEpilogue::kNone,
-                   nullptr, nullptr, m.stream);
-  if (!targets) return 0.0f;
-  cross_entropy_forward(m.losses, m.lse, m.logits, m.targets, BT, V, m.stream);
-  std::vector<float> losses(BT);
-  ZT_CUDA_CHECK(cudaMemcpyAsync(losses.data(), m.losses, BT * sizeof(float), cudaMemcpyDeviceToHost, m.stream));
-  synchronize();
-  double total = 0;  // in row order, in double, as the CPU model
-  for (float l : losses) total += l;
-  return (float)(total / BT);
+  return impl_->forward(inputs, targets, B, T);
 }
 
-void GPT2Cuda::backward(float grad_scale) {
-  Impl& m = *impl_;
-  if (m.B == 0 || !m.have_targets) throw RuntimeError("GPT2Cuda::backward: needs a preceding forward() with targets");
-  const int B = m.B, T = m.T, BT = B * T, V = m.d.vocab_size, C = m.d.n_embd, L = m.d.n_layer;
-  float* dlogits = m.logits;
-  cross_entropy_backward(dlogits, m.logits, m.lse, m.targets, grad_scale / (float)BT, BT, V, m.stream);
-  // Tied LM head: dlnf = dlogits @ wte; dwte += dlogits^T @ lnf.
-  m.lt.gemm<float>(false, false, BT, C, V, 1.0f, dlogits, V, m.p(0), C, 0.0f, m.dtmp_c, C, MatmulEpilogue::kNone,
-                   nullptr, nullptr, m.stream);
-  m.lt.gemm<float>(true, false, V, C, BT, 1.0f, dlogits, V, m.lnf, C, 1.0f, m.g(0), C, MatmulEpilogue::kNone, nullptr,
-                   nullptr, m.stream);
-  ZT_CUDA_CHECK(cudaMemsetAsync(m.dres, 0, sizeof(float) * (size_t)BT * C, m.stream));
-  layernorm_backward(m.dres, m.g(m.lnf_w()), m.g(m.lnf_w() + 1), m.dtmp_c, m.residual[L], m.p(m.lnf_w()),
-                     m.lnf_mean, m.lnf_rstd, BT, C, m.stream);
-  for (int l = L - 1; l >= 0; l--) m.block_backward(l);
-  encoder_backward(m.g(0), m.g(1), m.dres, m.inputs, B, T, C, m.stream);
-  // The logits were overwritten by their gradient: a later backward needs a new forward.
-  m.have_targets = false;
-}
+void GPT2Cuda::backward(float grad_scale) { impl_->backward(grad_scale); }
 
 }  // namespace zt::cuda

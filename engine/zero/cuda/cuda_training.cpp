@@ -3,6 +3,7 @@
 #include "engine/model/cuda/gpt2_cuda.h"
 #include "engine/zero/cuda/gpu_zero_engine.h"
 #include "engine/zero/cuda/nvtx_range.h"
+#include "engine/zero/mixed_precision.h"
 
 namespace zt {
 namespace {
@@ -23,10 +24,24 @@ class GpuStepModel : public StepModel {
   std::shared_ptr<cuda::GPT2Cuda> model_;
 };
 
+// The GPU model stores what the CPU engines hold in working precision (engine/zero/mixed_precision.h).
+cuda::Storage storage_for(const Config& cfg) {
+  switch (working_precision(cfg)) {
+    case WorkingPrecision::BF16:
+      return cuda::Storage::BF16;
+    case WorkingPrecision::F16:
+      return cuda::Storage::F16;
+    case WorkingPrecision::F32:
+      break;
+  }
+  return cuda::Storage::F32;
+}
+
 }  // namespace
 
 CudaTraining make_cuda_training(const Config& cfg, GPT2& host_model, ProcessGroup& host_pg, ProcessGroup* device_pg) {
-  auto gpu = std::make_shared<cuda::GPT2Cuda>(host_model.dims(), host_model.params(), /*flash_attention=*/false);
+  auto gpu = std::make_shared<cuda::GPT2Cuda>(host_model.dims(), host_model.params(), /*flash_attention=*/false,
+                                              storage_for(cfg));
   CudaTraining t;
   t.engine = make_gpu_zero_engine(cfg, host_model, gpu, host_pg, device_pg);
   t.model = std::make_unique<GpuStepModel>(std::move(gpu));

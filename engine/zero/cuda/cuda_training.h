@@ -1,7 +1,8 @@
 #pragma once
 // The GPU training pair the trainer uses when train.device resolves to cuda: the GPU model (GPT-2 on this process's
-// current device, fp32, reference attention) and the ZeRO engine over its device buffers. Plain C++, so the trainer
-// includes it without CUDA headers; it exists only in builds with CUDA (ZT_HAVE_CUDA).
+// current device, in fp32, bf16 or fp16 as the config's precision says, reference attention) and the ZeRO engine
+// over its device buffers. Plain C++, so the trainer includes it without CUDA headers; it exists only in builds with
+// CUDA (ZT_HAVE_CUDA).
 #include <memory>
 
 #include "engine/comm/process_group.h"

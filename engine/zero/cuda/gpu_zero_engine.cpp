@@ -1,11 +1,14 @@
 #include "engine/zero/cuda/gpu_zero_engine.h"
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "engine/base/error.h"
@@ -13,8 +16,10 @@
 #include "engine/zero/cuda/host_offload_optimizer.h"
 #include "engine/zero/cuda/nvtx_range.h"
 #include "engine/zero/engine_common.h"
+#include "engine/zero/gradient_bucketer.h"
 #include "kernels/cuda/caching_allocator.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/grad_update.h"
 
 namespace zt {
@@ -24,7 +29,60 @@ namespace {
 constexpr const char* kExpAvg = "exp_avg";
 constexpr const char* kExpAvgSq = "exp_avg_sq";
 
+template <typename S>
+constexpr cuda::Storage storage_of() {
+  if constexpr (std::is_same_v<S, float>) return cuda::Storage::F32;
+  if constexpr (std::is_same_v<S, __nv_bfloat16>) return cuda::Storage::BF16;
+  return cuda::Storage::F16;
+}
+
+template <typename S>
+constexpr DType dtype_of() {
+  if constexpr (std::is_same_v<S, float>) return DType::F32;
+  if constexpr (std::is_same_v<S, __nv_bfloat16>) return DType::BF16;
+  return DType::F16;
+}
+
+// The reduced fp32 gradients on the device, as finish_gradients (engine/zero/engine_common.h) works on them: the
+// overflow flag and the sum of squares come back to the host, scaling stays on the device.
+class DeviceGradients : public ReducedGradients {
+ public:
+  DeviceGradients(float* grads, size_t n, cudaStream_t stream, float* partials, double* sum, int* flag)
+      : grads_(grads), n_(n), stream_(stream), partials_(partials), sum_(sum), flag_(flag) {}
+
+  bool has_nonfinite() override {
+    ZT_CUDA_CHECK(cudaMemsetAsync(flag_, 0, sizeof(int), stream_));
+    cuda::find_nonfinite(flag_, grads_, n_, stream_);
+    int flag = 0;
+    ZT_CUDA_CHECK(cudaMemcpyAsync(&flag, flag_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
+    ZT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return flag != 0;
+  }
+  void scale(float factor) override { cuda::scale_inplace(grads_, n_, factor, stream_); }
+  double sum_squares() override {
+    cuda::sum_squares(sum_, partials_, grads_, n_, stream_);
+    double sum = 0.0;
+    ZT_CUDA_CHECK(cudaMemcpyAsync(&sum, sum_, sizeof(double), cudaMemcpyDeviceToHost, stream_));
+    ZT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return sum;
+  }
+
+ private:
+  float* grads_;
+  size_t n_;
+  cudaStream_t stream_;
+  float* partials_;
+  double* sum_;
+  int* flag_;
+};
+
+// S: the model's storage type. In fp32 the update runs on the model's own parameters at stage 0, as before; in
+// bf16/fp16 every stage keeps an fp32 master (stage 0: of everything, stages 1-2: of the partition) and fp32
+// reduced gradients, as the CPU engines and DeepSpeed's mixed-precision optimizers do.
+template <typename S>
 class GpuZeroEngine : public ZeroEngine {
+  static constexpr bool kMixed = !std::is_same_v<S, float>;
+
  public:
   GpuZeroEngine(const Config& cfg, GPT2& layout, std::shared_ptr<cuda::GPT2Cuda> model, ProcessGroup& host_pg,
                 ProcessGroup* device_pg)
@@ -39,7 +97,8 @@ class GpuZeroEngine : public ZeroEngine {
         rank_(host_pg.rank()),
         world_(host_pg.size()),
         stream_(static_cast<cudaStream_t>(model_->stream())),
-        alloc_(model_->allocator()) {
+        alloc_(model_->allocator()),
+        scaler_(cfg.fp16) {
     if (stage_ > 2) throw RuntimeError("the GPU engine runs ZeRO stages 0-2, not stage " + std::to_string(stage_));
     if (cfg.optimizer.type == OptimizerType::SGD) throw RuntimeError("the GPU engine has no SGD update (Adam only)");
     const ZeroConfig& z = cfg.zero;
@@ -51,6 +110,9 @@ class GpuZeroEngine : public ZeroEngine {
     if (model_->num_params() != n_)
       throw RuntimeError("the GPU engine: the GPU model has " + std::to_string(model_->num_params()) +
                          " parameters, the layout " + std::to_string(n_));
+    if (model_->storage() != storage_of<S>())
+      throw RuntimeError(std::string("the GPU engine for ") + cuda::storage_name(storage_of<S>()) +
+                         " got a GPU model in " + cuda::storage_name(model_->storage()));
     decoupled_ = cfg.optimizer.type == OptimizerType::AdamW || cfg.optimizer.adam_w_mode;
     state_n_ = partitioned_ ? map_.partition_numel() : n_;
     ranges_ = partitioned_ ? map_.decay_ranges(layout.params(), rank_) : full_decay_ranges(layout);
@@ -60,39 +122,46 @@ class GpuZeroEngine : public ZeroEngine {
     // With the optimizer offloaded (stages 1-2) the master partition and Adam's state live in host memory instead.
     const bool offload = partitioned_ && cfg.zero.offload_optimizer.device == OffloadDevice::Cpu;
     if (!offload) {
-      exp_avg_ = take(state_n_);
-      exp_avg_sq_ = take(state_n_);
+      exp_avg_ = take<float>(state_n_);
+      exp_avg_sq_ = take<float>(state_n_);
       ZT_CUDA_CHECK(cudaMemsetAsync(exp_avg_, 0, state_n_ * sizeof(float), stream_));
       ZT_CUDA_CHECK(cudaMemsetAsync(exp_avg_sq_, 0, state_n_ * sizeof(float), stream_));
     }
-    partials_ = take(cuda::kSumSquaresPartials);
-    sum_squares_ = static_cast<double*>(alloc_.allocate(sizeof(double)));
+    partials_ = take<float>(cuda::kSumSquaresPartials);
+    sum_squares_ = take<double>(1);
+    overflow_flag_ = take<int>(1);
     if (partitioned_) {
       size_t at = 0;
       for (const UnitShard& u : map_.units()) {
         padded_offset_.push_back(at);
         at += u.padded;
       }
-      padded_ = take(at);
+      padded_ = take<float>(at);
       padded_n_ = at;
-      grad_part_ = take(state_n_);
+      reduced_ = take<float>(state_n_);
       std::vector<float> part(state_n_);
       map_.flat_to_partition(layout.param_data(), part.data(), rank_);
       if (offload) {
         offload_ = std::make_unique<HostOffloadOptimizer>(cfg, state_n_, ranges_, part.data(), stream_, rank_);
       } else {
-        master_ = take(state_n_);
+        master_ = take<float>(state_n_);
         upload(master_, part.data(), state_n_);
       }
+    } else if constexpr (kMixed) {
+      master_ = take<float>(n_);  // the initial fp32 weights, before their rounding into the model
+      reduced_ = take<float>(n_);
+      upload(master_, layout.param_data(), n_);
+    } else {
+      master_ = model_params();
+      reduced_ = model_grads();
     }
     model_->upload_params(layout.param_data());
   }
 
   ~GpuZeroEngine() override {
-    offload_.reset();  // waits for its copies, which may target grad_part_ after an interrupted step
+    offload_.reset();  // waits for its copies, which may target reduced_ after an interrupted step
     cudaStreamSynchronize(stream_);
     for (void* p : blocks_) alloc_.free(p);
-    alloc_.free(sum_squares_);
     cudaEventDestroy(grads_ready_);
   }
 
@@ -101,62 +170,77 @@ class GpuZeroEngine : public ZeroEngine {
   void end_micro_batch(bool last) override {
     if (!last) return;
     cuda::NvtxRange range("reduce");
-    if (partitioned_) {
+    if (partitioned_)
       reduce_scatter_gradients();
-    } else if (world_ > 1) {
-      order_comm_after_compute();
-      float* g = model_->device_grads();
-      const size_t bucket = std::max<int64_t>(cfg_.zero.reduce_bucket_size, 1);
-      std::vector<std::shared_ptr<Work>> works;
-      for (size_t at = 0; at < n_; at += bucket)
-        works.push_back(device_pg_->allreduce_async(g + at, std::min(bucket, n_ - at), DType::F32, ReduceOp::Avg));
-      for (auto& w : works) w->wait();
-    }
+    else
+      allreduce_gradients();
   }
 
   StepResult step(double lr, int64_t step) override {
     cuda::NvtxRange range("optimizer");
     StepResult r;
-    r.loss_scale = 1.0f;
-    float* grads = partitioned_ ? grad_part_ : model_->device_grads();
-    float* params = partitioned_ ? master_ : model_->device_params();
-    cuda::sum_squares(sum_squares_, partials_, grads, state_n_, stream_);
-    double local = 0.0;
-    ZT_CUDA_CHECK(cudaMemcpyAsync(&local, sum_squares_, sizeof(double), cudaMemcpyDeviceToHost, stream_));
-    ZT_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    r.grad_norm = partitioned_ ? global_norm_from_partitions(host_pg_, local) : std::sqrt(local);
-    const float clip = clip_factor(r.grad_norm, cfg_.gradient_clipping);
-    if (clip != 1.0f) cuda::scale_inplace(grads, state_n_, clip, stream_);
-    if (offload_) {  // the updated weights come back over the gradient partition, to be allgathered from there
-      ZT_CUDA_CHECK_LAUNCH("scale_inplace");
-      r.io_wait_s = offload_->step(grad_part_, lr, step);
-      publish_params(grad_part_);
+    DeviceGradients grads(reduced_, state_n_, stream_, partials_, sum_squares_, overflow_flag_);
+    if (!finish_gradients(host_pg_, scaler_, grads, cfg_.gradient_clipping, partitioned_, r)) return r;
+    if (offload_) {  // the updated fp32 weights come back over the reduced gradients, to be published from there
+      ZT_CUDA_CHECK_LAUNCH("finish_gradients");
+      r.io_wait_s = offload_->step(reduced_, lr, step);
+      publish_params(reduced_);
       return r;
     }
     for (const DecayRange& d : ranges_) {
       if (d.end <= d.begin) continue;
       const AdamStepScalars s = adam_step_scalars(cfg_.optimizer, decoupled_, lr, step, d.decay);
-      cuda::adam_update(params + d.begin, grads + d.begin, exp_avg_ + d.begin, exp_avg_sq_ + d.begin,
+      cuda::adam_update(master_ + d.begin, reduced_ + d.begin, exp_avg_ + d.begin, exp_avg_sq_ + d.begin,
                         d.end - d.begin, s, stream_);
     }
     ZT_CUDA_CHECK_LAUNCH("adam_update");
-    if (partitioned_) publish_params(master_);
+    if (partitioned_) {
+      publish_params(master_);
+    } else if constexpr (kMixed) {
+      cuda::cast(model_params(), master_, n_, stream_);
+    }
     return r;
   }
 
   MemoryStats memory() const override {
     MemoryStats m;
-    m.param_bytes = n_ * sizeof(float);
-    m.grad_bytes = n_ * sizeof(float);
-    m.optimizer_bytes = (partitioned_ ? 3 : 2) * state_n_ * sizeof(float);  // (master partition,) exp_avg, exp_avg_sq
-    m.comm_bytes = partitioned_ ? (padded_n_ + state_n_) * sizeof(float) : 0;
+    m.param_bytes = n_ * sizeof(S);
+    // Stage 0 in 16 bits also keeps the fp32 reduced gradients (the update's input), as DeepSpeed's bf16 optimizer
+    // keeps fp32 gradients.
+    m.grad_bytes = n_ * sizeof(S) + (!partitioned_ && kMixed ? n_ * sizeof(float) : 0);
+    // (fp32 master, where it is not the model's own parameters,) exp_avg, exp_avg_sq
+    m.optimizer_bytes = (partitioned_ || kMixed ? 3 : 2) * state_n_ * sizeof(float);
+    m.comm_bytes = partitioned_ ? (padded_n_ + state_n_) * sizeof(float) : 0;  // padded staging, reduced partition
     if (offload_) m.comm_bytes += state_n_ * sizeof(float);  // the gradient partition's copy in host memory
     return m;
   }
 
-  float loss_scale() const override { return 1.0f; }
+  float loss_scale() const override { return scaler_.scale(); }
 
-  void gather_full_params(float* out) override { download(out, model_->device_params(), n_); }
+  // Collective at stages 1-2 in 16 bits: the fp32 master partitions are gathered (the model holds only their
+  // rounding).
+  void gather_full_params(float* out) override {
+    if (!kMixed) {
+      model_->download_params(out);
+      return;
+    }
+    if (!partitioned_) {
+      download(out, master_, n_);
+      return;
+    }
+    if (offload_) {  // the master partitions are in host memory: gathered over the host group
+      allgather_partition(map_, host_pg_, offload_->state("master"), out,
+                          static_cast<size_t>(std::max<int64_t>(cfg_.zero.allgather_bucket_size, 1)), gather_scratch_);
+      return;
+    }
+    const float* gathered = world_ == 1 ? master_ : padded_;
+    if (world_ > 1) allgather_units(master_, padded_, DType::F32);
+    const std::vector<UnitShard>& units = map_.units();
+    for (size_t u = 0; u < units.size(); ++u)
+      ZT_CUDA_CHECK(cudaMemcpyAsync(out + units[u].flat_offset, gathered + padded_offset_[u],
+                                    units[u].numel * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    ZT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
 
   int stage() const override { return stage_; }
   const PartitionMap& partition_map() const override { return map_; }
@@ -180,36 +264,42 @@ class GpuZeroEngine : public ZeroEngine {
   void import_full(const std::string& name, const float* flat) override {
     if (offload_) {  // into the host partition; the model's weights as below
       map_.flat_to_partition(flat, offload_->state(name), rank_);
-      if (name == "master") upload(model_->device_params(), flat, n_);
+      if (name == "master") model_->upload_params(flat);
       return;
     }
     float* dst = state_buffer(name);
     if (!partitioned_) {
       upload(dst, flat, n_);
-      return;
+    } else {
+      std::vector<float> part(state_n_);
+      map_.flat_to_partition(flat, part.data(), rank_);
+      upload(dst, part.data(), state_n_);
     }
-    std::vector<float> part(state_n_);
-    map_.flat_to_partition(flat, part.data(), rank_);
-    upload(dst, part.data(), state_n_);
-    // Every rank has the full weights here, so the model gets them directly rather than by an allgather.
-    if (name == "master") upload(model_->device_params(), flat, n_);
+    // Every rank has the full weights here, so the model gets them (rounded to its storage) directly rather than by
+    // an allgather.
+    if (name == "master" && (partitioned_ || kMixed)) model_->upload_params(flat);
   }
 
   void finish_import() override { ZT_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 
-  // fp16 (the only user of a loss scaler) is refused for the GPU path when the config is parsed.
-  ScalerState scaler_state() const override { return {}; }
-  void set_scaler_state(const ScalerState&) override {}
+  ScalerState scaler_state() const override {
+    return {scaler_.scale(), scaler_.hysteresis_left(), scaler_.clean_steps()};
+  }
+  void set_scaler_state(const ScalerState& s) override { scaler_.restore(s.scale, s.hysteresis_left, s.clean_steps); }
 
  private:
-  float* take(size_t n) {
-    float* p = static_cast<float*>(alloc_.allocate(n * sizeof(float)));
+  template <typename U>
+  U* take(size_t n) {
+    void* p = alloc_.allocate(n * sizeof(U));
     blocks_.push_back(p);
-    return p;
+    return static_cast<U*>(p);
   }
 
+  S* model_params() { return static_cast<S*>(model_->device_params()); }
+  S* model_grads() { return static_cast<S*>(model_->device_grads()); }
+
   float* state_buffer(const std::string& name) {
-    if (name == "master") return partitioned_ ? master_ : model_->device_params();
+    if (name == "master") return master_;
     if (name == kExpAvg) return exp_avg_;
     if (name == kExpAvgSq) return exp_avg_sq_;
     throw RuntimeError("the GPU engine has no state buffer '" + name + "' (a checkpoint of another optimizer?)");
@@ -233,47 +323,84 @@ class GpuZeroEngine : public ZeroEngine {
     ZT_CUDA_CHECK(cudaStreamWaitEvent(cudaStreamLegacy, grads_ready_, 0));
   }
 
-  // Each unit's gradient into its padded slot, then one reduce-scatter per unit into this rank's partition.
+  // Gradients are reduced in fp32, as the CPU engines reduce (DeepSpeed reduces in the 16-bit type by default): the
+  // 16-bit gradients are widened, averaged over ranks, and the average rounded to the storage type once.
+  void allreduce_gradients() {
+    if constexpr (kMixed) cuda::cast(reduced_, model_grads(), n_, stream_);
+    if (world_ == 1) return;
+    order_comm_after_compute();
+    const size_t bucket = std::max<int64_t>(cfg_.zero.reduce_bucket_size, 1);
+    std::vector<std::shared_ptr<Work>> works;
+    for (size_t at = 0; at < n_; at += bucket)
+      works.push_back(
+          device_pg_->allreduce_async(reduced_ + at, std::min(bucket, n_ - at), DType::F32, ReduceOp::Avg));
+    for (auto& w : works) w->wait();
+    if constexpr (kMixed) cuda::round_to_storage<S>(reduced_, n_, stream_);
+  }
+
+  // Each unit's gradient into its padded slot (widened to fp32), then one reduce-scatter per unit into this rank's
+  // partition, rounded to the storage type as above.
   void reduce_scatter_gradients() {
-    const float* g = model_->device_grads();
+    const S* g = model_grads();
     const std::vector<UnitShard>& units = map_.units();
     for (size_t u = 0; u < units.size(); ++u) {
       float* slot = padded_ + padded_offset_[u];
-      ZT_CUDA_CHECK(cudaMemcpyAsync(slot, g + units[u].flat_offset, units[u].numel * sizeof(float),
-                                    cudaMemcpyDeviceToDevice, stream_));
+      if constexpr (kMixed) {
+        cuda::cast(slot, g + units[u].flat_offset, units[u].numel, stream_);
+      } else {
+        ZT_CUDA_CHECK(cudaMemcpyAsync(slot, g + units[u].flat_offset, units[u].numel * sizeof(float),
+                                      cudaMemcpyDeviceToDevice, stream_));
+      }
       ZT_CUDA_CHECK(cudaMemsetAsync(slot + units[u].numel, 0, (units[u].padded - units[u].numel) * sizeof(float),
                                     stream_));
     }
     if (world_ == 1) {  // one rank owns every shard whole: the partition is the padded buffer itself
-      ZT_CUDA_CHECK(cudaMemcpyAsync(grad_part_, padded_, state_n_ * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
+      ZT_CUDA_CHECK(cudaMemcpyAsync(reduced_, padded_, state_n_ * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
       return;
     }
     order_comm_after_compute();
     std::vector<std::shared_ptr<Work>> works;
     for (size_t u = 0; u < units.size(); ++u)
-      works.push_back(device_pg_->reduce_scatter_async(padded_ + padded_offset_[u], grad_part_ + units[u].local_offset,
+      works.push_back(device_pg_->reduce_scatter_async(padded_ + padded_offset_[u], reduced_ + units[u].local_offset,
                                                        units[u].shard, DType::F32, ReduceOp::Avg));
+    for (auto& w : works) w->wait();
+    if constexpr (kMixed) cuda::round_to_storage<S>(reduced_, state_n_, stream_);
+  }
+
+  // Every rank's shard of each unit (partition layout, `part`) into the unit's padded slot of `gathered`.
+  template <typename U>
+  void allgather_units(const U* part, U* gathered, DType type) {
+    const std::vector<UnitShard>& units = map_.units();
+    order_comm_after_compute();
+    std::vector<std::shared_ptr<Work>> works;
+    for (size_t u = 0; u < units.size(); ++u)
+      works.push_back(device_pg_->allgather_async(part + units[u].local_offset, gathered + padded_offset_[u],
+                                                  units[u].shard, type));
     for (auto& w : works) w->wait();
   }
 
-  // The updated partitions (this rank's: partition) of every rank gathered unit by unit into the padded buffer, then
-  // into the model.
+  // The updated fp32 partition (this rank's: the master, or with offload the weights uploaded over the reduced
+  // gradients), in the storage type, gathered unit by unit and copied into the model. In 16 bits the partition is
+  // cast first (rounding commutes with gathering, and half the bytes travel) into the upper half of the padded
+  // buffer, which is idle until the next reduction: the gathered 16-bit units fill its lower half, and the partition
+  // (state_n_ <= padded_n_ elements) may be the reduced gradients themselves, so it cannot be cast in place.
   void publish_params(const float* partition) {
-    const std::vector<UnitShard>& units = map_.units();
-    if (world_ == 1) {
-      ZT_CUDA_CHECK(cudaMemcpyAsync(padded_, partition, state_n_ * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
+    const S* part = nullptr;
+    if constexpr (kMixed) {
+      S* part16 = reinterpret_cast<S*>(padded_) + padded_n_;
+      cuda::cast(part16, partition, state_n_, stream_);
+      part = part16;
     } else {
-      order_comm_after_compute();
-      std::vector<std::shared_ptr<Work>> works;
-      for (size_t u = 0; u < units.size(); ++u)
-        works.push_back(device_pg_->allgather_async(partition + units[u].local_offset, padded_ + padded_offset_[u],
-                                                    units[u].shard, DType::F32));
-      for (auto& w : works) w->wait();
+      part = partition;
     }
-    float* params = model_->device_params();
+    S* gathered = reinterpret_cast<S*>(padded_);
+    if (world_ > 1) allgather_units(part, gathered, dtype_of<S>());
+    const S* from = world_ == 1 ? part : gathered;  // with one rank the partition is the padded layout
+    S* params = model_params();
+    const std::vector<UnitShard>& units = map_.units();
     for (size_t u = 0; u < units.size(); ++u)
-      ZT_CUDA_CHECK(cudaMemcpyAsync(params + units[u].flat_offset, padded_ + padded_offset_[u],
-                                    units[u].numel * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
+      ZT_CUDA_CHECK(cudaMemcpyAsync(params + units[u].flat_offset, from + padded_offset_[u],
+                                    units[u].numel * sizeof(S), cudaMemcpyDeviceToDevice, stream_));
   }
 
   const Config& cfg_;
@@ -287,6 +414,7 @@ class GpuZeroEngine : public ZeroEngine {
   int rank_, world_;
   cudaStream_t stream_;
   cuda::CachingAllocator& alloc_;
+  LossScaler scaler_;
   bool decoupled_ = true;
   size_t state_n_ = 0, padded_n_ = 0;
   std::vector<DecayRange> ranges_;  // over the buffers the update runs on (full model or partition)
@@ -295,8 +423,14 @@ class GpuZeroEngine : public ZeroEngine {
   cudaEvent_t grads_ready_ = nullptr;
   float *exp_avg_ = nullptr, *exp_avg_sq_ = nullptr, *partials_ = nullptr;
   double* sum_squares_ = nullptr;
-  float *master_ = nullptr, *grad_part_ = nullptr, *padded_ = nullptr;  // partitioned stages only
+  int* overflow_flag_ = nullptr;
+  // master_: the fp32 weights the update runs on (the partition; at stage 0 an fp32 copy of everything in 16 bits,
+  // or the model's own parameters in fp32; none with offload). reduced_: the fp32 reduced gradients it reads, laid
+  // out alike.
+  float *master_ = nullptr, *reduced_ = nullptr;
+  float* padded_ = nullptr;  // partitioned stages only: every unit padded, for the collectives
   std::unique_ptr<HostOffloadOptimizer> offload_;  // offload_optimizer.device = cpu: master and state on the host
+  std::vector<float> gather_scratch_;  // gather_full_params with offload in 16 bits
 };
 
 }  // namespace
@@ -304,7 +438,15 @@ class GpuZeroEngine : public ZeroEngine {
 std::unique_ptr<ZeroEngine> make_gpu_zero_engine(const Config& cfg, GPT2& layout,
                                                  std::shared_ptr<cuda::GPT2Cuda> model, ProcessGroup& host_pg,
                                                  ProcessGroup* device_pg) {
-  return std::make_unique<GpuZeroEngine>(cfg, layout, std::move(model), host_pg, device_pg);
+  switch (working_precision(cfg)) {
+    case WorkingPrecision::BF16:
+      return std::make_unique<GpuZeroEngine<__nv_bfloat16>>(cfg, layout, std::move(model), host_pg, device_pg);
+    case WorkingPrecision::F16:
+      return std::make_unique<GpuZeroEngine<__half>>(cfg, layout, std::move(model), host_pg, device_pg);
+    case WorkingPrecision::F32:
+      break;
+  }
+  return std::make_unique<GpuZeroEngine<float>>(cfg, layout, std::move(model), host_pg, device_pg);
 }
 
 }  // namespace zt
