@@ -19,7 +19,6 @@ const char* train_device_name(TrainDevice d) {
 std::vector<std::string> cuda_unsupported_settings(const Config& cfg) {
   std::vector<std::string> out;
   const ZeroConfig& z = cfg.zero;
-  if (z.stage == 3) out.push_back("zero_optimization.stage (3)");
   if (z.offload_optimizer.device != OffloadDevice::None) out.push_back("zero_optimization.offload_optimizer.device");
   if (z.offload_param.device != OffloadDevice::None) out.push_back("zero_optimization.offload_param.device");
   if (cfg.activation_checkpointing.enabled) out.push_back("activation_checkpointing");

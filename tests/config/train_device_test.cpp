@@ -38,14 +38,14 @@ TEST(TrainDevice, CudaRefusesWhatTheGpuPathCannotRunNamingEachKey) {
     std::string members, names;
   };
   const std::vector<Case> cases = {
-      {R"("zero_optimization": {"stage": 3})", "zero_optimization.stage (3)"},
-      {R"("bf16": {"enabled": true}, "zero_optimization": {"stage": 3})", "zero_optimization.stage (3)"},
       {R"("activation_checkpointing": {})", "activation_checkpointing"},
       {R"("optimizer": {"type": "SGD", "params": {"lr": 0.1}})", "optimizer.type (SGD)"},
       {R"("zero_optimization": {"stage": 1, "offload_optimizer": {"device": "cpu"}})",
        "zero_optimization.offload_optimizer.device"},
       {R"("zero_optimization": {"stage": 3, "offload_param": {"device": "cpu"}})",
-       "zero_optimization.stage (3) and zero_optimization.offload_param.device"},
+       "zero_optimization.offload_param.device"},
+      {R"("bf16": {"enabled": true}, "zero_optimization": {"stage": 3, "offload_param": {"device": "cpu"}})",
+       "zero_optimization.offload_param.device"},
   };
   for (const Case& c : cases) {
     const std::string msg = config_error(with_batch(c.members + R"(, "train": {"device": "cuda"})"));
@@ -53,18 +53,19 @@ TEST(TrainDevice, CudaRefusesWhatTheGpuPathCannotRunNamingEachKey) {
         << c.members << " gave: " << msg;
   }
   // The same unsupported settings are fine on the CPU and with "auto" (which then trains on the CPU).
-  EXPECT_NO_THROW(parse(R"("zero_optimization": {"stage": 3}, "train": {"device": "auto"})"));
+  EXPECT_NO_THROW(parse(R"("zero_optimization": {"stage": 3, "offload_param": {"device": "cpu"}}, )"
+                        R"("train": {"device": "auto"})"));
 }
 
-TEST(TrainDevice, CudaTakesStagesZeroToTwoInEachPrecision) {
-  // fp32, bf16, and fp16 with a dynamic or a static loss scale: the GPU path's, with Adam/AdamW at stages 0-2.
+TEST(TrainDevice, CudaTakesStagesZeroToThreeInEachPrecision) {
+  // fp32, bf16, and fp16 with a dynamic or a static loss scale: the GPU path's, with Adam/AdamW at stages 0-3.
   const std::vector<std::string> precisions = {
       "", R"("bf16": {"enabled": true}, )",
       R"("fp16": {"enabled": true, "initial_scale_power": 12, "loss_scale_window": 100, "hysteresis": 1, )"
       R"("min_loss_scale": 2}, )",
       R"("fp16": {"enabled": true, "loss_scale": 256}, )"};
   for (const std::string& precision : precisions) {
-    for (int stage : {0, 1, 2}) {
+    for (int stage : {0, 1, 2, 3}) {
       SCOPED_TRACE(precision + "stage " + std::to_string(stage));
       Config cfg;
       EXPECT_NO_THROW(cfg = parse(precision + R"("train": {"device": "cuda"}, "zero_optimization": {"stage": )" +
@@ -111,7 +112,9 @@ TEST(TrainDevice, ResolveForMachineAndBuild) {
   EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cuda);
   EXPECT_EQ(resolve_train_device(cfg, 0, true), TrainDevice::Cpu);
   EXPECT_EQ(resolve_train_device(cfg, 1, false), TrainDevice::Cpu);
-  cfg.zero.stage = 3;  // not on the GPU path: auto falls back to the CPU
+  cfg.zero.stage = 3;
+  EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cuda);
+  cfg.zero.offload_param.device = OffloadDevice::Cpu;  // not on the GPU path: auto falls back to the CPU
   EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cpu);
 }
 

@@ -30,8 +30,9 @@ if command -v compute-sanitizer > /dev/null || [ -x /usr/local/cuda/bin/compute-
 fi
 
 # Training on the GPU: the small shipped config (gpt2-tiny) with train.device=cuda on a generated token shard (the
-# embedded corpus needs Debian's fortunes, which the device may lack), the same in bf16, then the GPU-vs-CPU parity
-# test (stages 0-2, 1 and 2 ranks, fp32, bf16 and fp16, resume). Both need only Python's standard library.
+# embedded corpus needs Debian's fortunes, which the device may lack), the same in bf16 and in bf16 at stage 3, then
+# the GPU-vs-CPU parity test (stages 0-3, 1 and 2 ranks, fp32, bf16 and fp16, resume). Both need only Python's
+# standard library.
 py=$(command -v python3 || echo /usr/bin/python3)
 shard="$(cd "$out" && pwd)/shard.bin"
 "$py" -c "import sys; sys.path.insert(0, 'tests/train'); import gpu_train_parity_test as t; \
@@ -45,7 +46,13 @@ timeout 120 "$build/zerotrain" "${tiny_args[@]}" bf16.enabled=true "train.save_d
   > "$out/train_cuda_bf16.log" 2>&1
 echo "zerotrain train.device=cuda bf16 (tiny, 20 steps): rc=$?" | tee -a "$out/summary.txt"
 tail -5 "$out/train_cuda_bf16.log" | tee -a "$out/summary.txt"
-timeout 300 "$py" tests/train/gpu_train_parity_test.py --build-dir "$build" --source-dir . \
+# ZeRO stage 3 on the GPU in bf16, every unit gathered before and freed after each use.
+timeout 120 "$build/zerotrain" "${tiny_args[@]}" bf16.enabled=true zero_optimization.stage=3 \
+  zero_optimization.stage3_param_persistence_threshold=0 zero_optimization.stage3_max_reuse_distance=0 \
+  "train.save_dir=$out/train_cuda_stage3" > "$out/train_cuda_stage3.log" 2>&1
+echo "zerotrain train.device=cuda bf16 stage 3 (tiny, 20 steps): rc=$?" | tee -a "$out/summary.txt"
+tail -5 "$out/train_cuda_stage3.log" | tee -a "$out/summary.txt"
+timeout 420 "$py" tests/train/gpu_train_parity_test.py --build-dir "$build" --source-dir . \
   > "$out/gpu_train_parity.log" 2>&1
 parity_rc=$?
 echo "gpu_train_parity_test: rc=$parity_rc (77 = skipped: no GPU)" | tee -a "$out/summary.txt"

@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """zerotrain on the GPU (train.device "cuda") against the CPU: for 5 training steps of a small GPT-2 at ZeRO stages
-0, 1 and 2 (one rank, and two ranks at stages 0 and 2), every step's loss must agree with the CPU run of the same
-config to 1e-5 relative (fp32 on both; the GPU's cuBLASLt runs fp32 without TF32). In bf16 (stages 0, 1, 2 on one
-rank, stage 2 on two) and fp16 (stage 1, a loss scale that does not overflow) the losses must agree to 2e-2 (the GPU
-also stores activations in 16 bits, the CPU computes them in fp32), and fp16's skipped steps must be the same. A GPU
-run stopped after 3 steps and resumed from its checkpoint must continue with the same losses.
+0, 1, 2 and 3 (one rank, and two ranks at stages 0, 2 and 3), every step's loss must agree with the CPU run of the
+same config to 1e-5 relative (fp32 on both; the GPU's cuBLASLt runs fp32 without TF32). In bf16 (stages 0-3 on one
+rank, stages 2 and 3 on two) and fp16 (stage 1, a loss scale that does not overflow) the losses must agree to 2e-2
+(the GPU also stores activations in 16 bits, the CPU computes them in fp32), and fp16's skipped steps must be the
+same. Stage 3 runs with no persistent unit and no reuse, so every unit is gathered and freed around each use. GPU
+runs stopped after 3 steps and resumed from their checkpoint (stages 1 and 3) must continue with the same losses.
 
 Without a GPU (or without CUDA in the build) it checks instead that `train.device=cuda` is refused cleanly (usage
 exit code, the message names train.device, also with bf16, which the GPU path takes), then reports itself skipped
-("no GPU", exit code 77, ctest's SKIP_RETURN_CODE). That a config the GPU path does not support (stage 3) is refused
-at parse time, naming both keys, is checked everywhere."""
+("no GPU", exit code 77, ctest's SKIP_RETURN_CODE). That a config the GPU path does not support (stage 3 with
+offload_param) is refused at parse time, naming both keys, is checked everywhere."""
 import argparse
 import json
 import os
@@ -25,6 +26,10 @@ STEPS = 5
 REL_TOL = 1e-5
 REL_TOL_16BIT = 2e-2
 SKIP = 77
+# Stage 3 with every unit gathered before and freed after each use (this model's units are below the default
+# persistence threshold, and the default reuse distance would keep them all).
+STAGE3_GATHER_EVERY_USE = ["zero_optimization.stage3_param_persistence_threshold=0",
+                           "zero_optimization.stage3_max_reuse_distance=0"]
 
 
 def write_shard(path, n_tokens, seed):
@@ -100,11 +105,12 @@ def main():
         with open(config, "w") as f:
             json.dump(base_config(shard), f)
 
-        # Refused at parse time on every machine: stage 3 is not on the GPU path yet.
-        cmd, p = run(zt, config, os.path.join(tmp, "stage3"), ["train.device=cuda", "zero_optimization.stage=3"])
-        if p.returncode != 2 or "train.device" not in p.stderr or "zero_optimization.stage" not in p.stderr:
-            failures.append(f"{' '.join(cmd)}: expected exit 2 naming train.device and zero_optimization.stage, "
-                            f"got {p.returncode}: {p.stderr[-1500:]}")
+        # Refused at parse time on every machine: the GPU keeps stage 3's parameters on the device.
+        cmd, p = run(zt, config, os.path.join(tmp, "stage3"), ["train.device=cuda", "zero_optimization.stage=3",
+                                                                "zero_optimization.offload_param.device=cpu"])
+        if p.returncode != 2 or "train.device" not in p.stderr or "zero_optimization.offload_param" not in p.stderr:
+            failures.append(f"{' '.join(cmd)}: expected exit 2 naming train.device and "
+                            f"zero_optimization.offload_param, got {p.returncode}: {p.stderr[-1500:]}")
 
         cmd, p = run(zt, config, os.path.join(tmp, "probe"), ["train.device=cuda", "train.max_steps=1"])
         no_gpu = "no GPU is visible" in p.stderr or "built without CUDA" in p.stderr
@@ -112,12 +118,13 @@ def main():
             if p.returncode != 2 or "train.device" not in p.stderr:
                 failures.append(f"{' '.join(cmd)}: expected exit 2 naming train.device, got {p.returncode}: "
                                 f"{p.stderr[-1500:]}")
-            # bf16 passes the config's check for the GPU path and meets the same missing GPU.
+            # bf16 at stage 3 passes the config's check for the GPU path and meets the same missing GPU.
             cmd, p = run(zt, config, os.path.join(tmp, "probe_bf16"),
-                         ["train.device=cuda", "bf16.enabled=true", "train.max_steps=1"])
+                         ["train.device=cuda", "bf16.enabled=true", "zero_optimization.stage=3", "train.max_steps=1"])
             if p.returncode != 2 or "does not support" in p.stderr or not (
                     "no GPU is visible" in p.stderr or "built without CUDA" in p.stderr):
-                failures.append(f"{' '.join(cmd)}: expected exit 2 for the missing GPU (bf16 is on the GPU path), "
+                failures.append(f"{' '.join(cmd)}: expected exit 2 for the missing GPU (bf16 stage 3 is on the GPU "
+                                f"path), "
                                 f"got {p.returncode}: {p.stderr[-1500:]}")
             for f in failures:
                 print("FAIL:", f, file=sys.stderr)
@@ -135,14 +142,15 @@ def main():
         # (precision, stage, ranks); fp16 starts at scale 2^8, far from overflowing this model's gradients.
         precisions = {"fp32": [], "bf16": ["bf16.enabled=true"],
                       "fp16": ["fp16.enabled=true", "fp16.initial_scale_power=8"]}
-        cases = [("fp32", 0, 1), ("fp32", 1, 1), ("fp32", 2, 1), ("fp32", 0, 2), ("fp32", 2, 2),
-                 ("bf16", 0, 1), ("bf16", 1, 1), ("bf16", 2, 1), ("bf16", 2, 2), ("fp16", 1, 1)]
+        cases = [("fp32", 0, 1), ("fp32", 1, 1), ("fp32", 2, 1), ("fp32", 3, 1), ("fp32", 0, 2), ("fp32", 2, 2),
+                 ("fp32", 3, 2), ("bf16", 0, 1), ("bf16", 1, 1), ("bf16", 2, 1), ("bf16", 3, 1), ("bf16", 2, 2),
+                 ("bf16", 3, 2), ("fp16", 1, 1)]
         for precision, stage, nproc in cases:
             ref_dir, gpu_dir = (os.path.join(tmp, f"{dev}_{precision}_s{stage}_n{nproc}") for dev in ("cpu", "cuda"))
             results, skips = {}, {}
             for dev, d in (("cpu", ref_dir), ("cuda", gpu_dir)):
                 cmd, p = run(zt, config, d, [f"train.device={dev}", f"zero_optimization.stage={stage}"] +
-                             precisions[precision], nproc)
+                             precisions[precision] + (STAGE3_GATHER_EVERY_USE if stage == 3 else []), nproc)
                 if p.returncode != 0:
                     failures.append(f"{' '.join(cmd)} exited {p.returncode}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
                     break
@@ -156,17 +164,19 @@ def main():
                     failures.append(f"{what}: skipped steps {skips['cuda']} on the GPU, {skips['cpu']} on the CPU")
 
         # Resume on the GPU: 3 steps, then from that checkpoint to 5; steps 4-5 as the CPU's uninterrupted run.
-        resume_dir = os.path.join(tmp, "cuda_resume")
-        ok = True
-        for extra in (["train.max_steps=3"], ["train.resume=latest"]):
-            cmd, p = run(zt, config, resume_dir, ["train.device=cuda", "zero_optimization.stage=1"] + extra)
-            if p.returncode != 0:
-                failures.append(f"{' '.join(cmd)} exited {p.returncode}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
-                ok = False
-                break
-        if ok:
-            compare("resumed at step 3 (stage 1)", losses(resume_dir), losses(os.path.join(tmp, "cpu_fp32_s1_n1")),
-                    range(1, STEPS + 1), failures)
+        for stage in (1, 3):
+            resume_dir = os.path.join(tmp, f"cuda_resume_s{stage}")
+            extra_stage = [f"zero_optimization.stage={stage}"] + (STAGE3_GATHER_EVERY_USE if stage == 3 else [])
+            ok = True
+            for extra in (["train.max_steps=3"], ["train.resume=latest"]):
+                cmd, p = run(zt, config, resume_dir, ["train.device=cuda"] + extra_stage + extra)
+                if p.returncode != 0:
+                    failures.append(f"{' '.join(cmd)} exited {p.returncode}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+                    ok = False
+                    break
+            if ok:
+                compare(f"resumed at step 3 (stage {stage})", losses(resume_dir),
+                        losses(os.path.join(tmp, f"cpu_fp32_s{stage}_n1")), range(1, STEPS + 1), failures)
     for f in failures:
         print("FAIL:", f, file=sys.stderr)
     return 1 if failures else 0
