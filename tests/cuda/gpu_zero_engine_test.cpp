@@ -160,6 +160,26 @@ void check_resume(const Config& cfg, bool gpu, const Trained& uninterrupted) {
   EXPECT_FLOAT_EQ(resumed.losses[1], uninterrupted.losses[4]);
 }
 
+// Checkpoints move between devices and stages: the CPU engine's stage-1 state after 3 steps, imported into a stage-3
+// engine (on the GPU, or on the CPU to check the harness), continues with the CPU run's losses.
+void check_stage3_resumes_from_cpu_stage1(bool gpu) {
+  const Config cpu_cfg = config(1), s3_cfg = config(3);
+  Trained first, cpu_rest, resumed;
+  EngineRun cpu(cpu_cfg, false);
+  train_steps(cpu_cfg, cpu, 0, 3, first);
+  train_steps(cpu_cfg, cpu, 3, kSteps, cpu_rest);
+  EngineRun s3(s3_cfg, gpu);
+  for (size_t i = 0; i < first.state_names.size(); ++i)
+    s3.engine->import_full(first.state_names[i], first.state[i].data());
+  s3.engine->finish_import();
+  s3.engine->set_scaler_state(first.scaler);
+  train_steps(s3_cfg, s3, 3, kSteps, resumed);
+  ASSERT_EQ(resumed.losses.size(), cpu_rest.losses.size());
+  for (size_t i = 0; i < cpu_rest.losses.size(); ++i)
+    EXPECT_NEAR(resumed.losses[i], cpu_rest.losses[i], 1e-5 * std::fabs(cpu_rest.losses[i])) << "step " << i + 4;
+  EXPECT_LT(relative_l2(resumed.params, cpu_rest.params), 1e-4);
+}
+
 void check_stage(int stage) {
   SCOPED_TRACE("stage " + std::to_string(stage));
   const Config cfg = config(stage);
@@ -295,6 +315,11 @@ TEST(GpuZeroEngine, Stage3WithPersistentUnitsMatchesCpuEngine) {
   EXPECT_LT(relative_l2(gpu.params, cpu.params), 1e-4);
 }
 
+TEST(GpuZeroEngine, Stage3ResumesFromTheCpuEnginesStage1State) {
+  ZT_REQUIRE_GPU();
+  check_stage3_resumes_from_cpu_stage1(true);
+}
+
 // Bytes the device allocator holds at its peak over two training steps of `own` (the GPU model with or without
 // full-size buffers, and its engine), beyond what it held after the engine was built; and the engine's report.
 struct DevicePeak {
@@ -391,6 +416,8 @@ TEST(GpuZeroEngineHarness, CpuEngineResumesExactly) {
     }
   }
 }
+
+TEST(GpuZeroEngineHarness, CpuStage3ResumesFromCpuStage1State) { check_stage3_resumes_from_cpu_stage1(false); }
 
 // The fp16 test's choice of scale, on the CPU engine alone: the first step overflows and training resumes later.
 TEST(GpuZeroEngineHarness, Fp16ScaleOverflowsTheFirstStepThenTrains) {
