@@ -12,7 +12,7 @@
 # bf16 dense-matmul peak that torch_gpu_bench.py measures at the start of the same run. Peak device memory is the
 # largest per-process figure nvidia-smi reports while the process runs (CUDA context included), sampled every
 # 0.2 s for both sides, so the two columns are measured the same way.
-# A configuration zerotrain refuses (say ZeRO stage 3 on the GPU before it exists) prints the refusal in its row.
+# A configuration zerotrain refuses (say offload_param on the GPU) prints the refusal in its row.
 set -uo pipefail
 
 BUILD=${1:-build}

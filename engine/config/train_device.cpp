@@ -20,11 +20,12 @@ const char* train_device_name(TrainDevice d) {
 std::vector<std::string> cuda_unsupported_settings(const Config& cfg) {
   std::vector<std::string> out;
   const ZeroConfig& z = cfg.zero;
-  if (z.stage == 3) out.push_back("zero_optimization.stage (3)");
-  // The GPU path offloads the optimizer to host memory (CPU Adam, stages 1-2, in every precision); not to NVMe, and
-  // not the parameters.
+  // The GPU path offloads the optimizer to host memory (CPU Adam) in its stage 1-2 engine only, in every precision;
+  // the stage-3 engine keeps its optimizer state on the device. Nothing goes to NVMe, and the parameters stay.
   if (z.offload_optimizer.device == OffloadDevice::Nvme)
     out.push_back("zero_optimization.offload_optimizer.device (nvme)");
+  else if (z.offload_optimizer.device == OffloadDevice::Cpu && z.stage == 3)
+    out.push_back("zero_optimization.offload_optimizer.device (cpu) at zero_optimization.stage 3");
   if (z.offload_param.device != OffloadDevice::None)
     out.push_back(std::string("zero_optimization.offload_param.device (") + offload_device_name(z.offload_param.device) +
                   ")");

@@ -38,8 +38,6 @@ TEST(TrainDevice, CudaRefusesWhatTheGpuPathCannotRunNamingEachKey) {
     std::string members, names;
   };
   const std::vector<Case> cases = {
-      {R"("zero_optimization": {"stage": 3})", "zero_optimization.stage (3)"},
-      {R"("bf16": {"enabled": true}, "zero_optimization": {"stage": 3})", "zero_optimization.stage (3)"},
       {R"("activation_checkpointing": {})", "activation_checkpointing"},
       {R"("optimizer": {"type": "SGD", "params": {"lr": 0.1}})", "optimizer.type (SGD)"},
       {R"("zero_optimization": {"stage": 1, "offload_optimizer": {"device": "nvme", "nvme_path": "/tmp"}})",
@@ -53,10 +51,25 @@ TEST(TrainDevice, CudaRefusesWhatTheGpuPathCannotRunNamingEachKey) {
        R"("nvme_path": "/tmp"}})",
        "zero_optimization.offload_optimizer.device (nvme)"},
       {R"("zero_optimization": {"stage": 3, "offload_param": {"device": "cpu"}})",
-       "zero_optimization.stage (3) and zero_optimization.offload_param.device (cpu)"},
+       "zero_optimization.offload_param.device (cpu)"},
+      {R"("bf16": {"enabled": true}, "zero_optimization": {"stage": 3, "offload_param": {"device": "cpu"}})",
+       "zero_optimization.offload_param.device (cpu)"},
       {R"("zero_optimization": {"stage": 3, "offload_param": {"device": "nvme", "nvme_path": "/tmp"}})",
-       "zero_optimization.stage (3) and zero_optimization.offload_param.device (nvme)"},
-      {R"("zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}})", "zero_optimization.stage (3)"},
+       "zero_optimization.offload_param.device (nvme)"},
+      // Optimizer offload to the CPU is the stage 1-2 engine's; the stage-3 engine keeps its state on the device.
+      {R"("zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}})",
+       "zero_optimization.offload_optimizer.device (cpu) at zero_optimization.stage 3"},
+      {R"("bf16": {"enabled": true}, "zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}})",
+       "zero_optimization.offload_optimizer.device (cpu) at zero_optimization.stage 3"},
+      {R"("fp16": {"enabled": true}, "zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu", )"
+       R"("pin_memory": true}})",
+       "zero_optimization.offload_optimizer.device (cpu) at zero_optimization.stage 3"},
+      {R"("zero_optimization": {"stage": 3, "offload_optimizer": {"device": "nvme", "nvme_path": "/tmp"}})",
+       "zero_optimization.offload_optimizer.device (nvme)"},
+      {R"("zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}, )"
+       R"("offload_param": {"device": "cpu"}})",
+       "zero_optimization.offload_optimizer.device (cpu) at zero_optimization.stage 3 and "
+       "zero_optimization.offload_param.device (cpu)"},
   };
   for (const Case& c : cases) {
     const std::string msg = config_error(with_batch(c.members + R"(, "train": {"device": "cuda"})"));
@@ -64,7 +77,10 @@ TEST(TrainDevice, CudaRefusesWhatTheGpuPathCannotRunNamingEachKey) {
         << c.members << " gave: " << msg;
   }
   // The same unsupported settings are fine on the CPU and with "auto" (which then trains on the CPU).
-  EXPECT_NO_THROW(parse(R"("zero_optimization": {"stage": 3}, "train": {"device": "auto"})"));
+  EXPECT_NO_THROW(parse(R"("zero_optimization": {"stage": 3, "offload_param": {"device": "cpu"}}, )"
+                        R"("train": {"device": "auto"})"));
+  EXPECT_NO_THROW(parse(R"("zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}}, )"
+                        R"("train": {"device": "auto"})"));
 }
 
 // fp32, bf16, and fp16 with a dynamic or a static loss scale, as config members (each followed by a comma).
@@ -77,10 +93,10 @@ const std::vector<std::string>& gpu_precisions() {
   return precisions;
 }
 
-TEST(TrainDevice, CudaTakesStagesZeroToTwoInEachPrecision) {
-  // Every precision is the GPU path's, with Adam/AdamW at stages 0-2.
+TEST(TrainDevice, CudaTakesStagesZeroToThreeInEachPrecision) {
+  // Every precision is the GPU path's, with Adam/AdamW at stages 0-3.
   for (const std::string& precision : gpu_precisions()) {
-    for (int stage : {0, 1, 2}) {
+    for (int stage : {0, 1, 2, 3}) {
       SCOPED_TRACE(precision + "stage " + std::to_string(stage));
       Config cfg;
       EXPECT_NO_THROW(cfg = parse(precision + R"("train": {"device": "cuda"}, "zero_optimization": {"stage": )" +
@@ -161,8 +177,12 @@ TEST(TrainDevice, ResolveForMachineAndBuild) {
   EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cuda);
   cfg.zero.offload_optimizer.device = OffloadDevice::Nvme;  // not on the GPU path: auto falls back to the CPU
   EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cpu);
+  cfg.zero.stage = 3;
+  cfg.zero.offload_optimizer.device = OffloadDevice::Cpu;  // the stage-3 engine does not offload: the CPU
+  EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cpu);
   cfg.zero.offload_optimizer.device = OffloadDevice::None;
-  cfg.zero.stage = 3;  // not on the GPU path: auto falls back to the CPU
+  EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cuda);
+  cfg.zero.offload_param.device = OffloadDevice::Cpu;  // not on the GPU path: auto falls back to the CPU
   EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cpu);
 }
 

@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <memory>
 #include <string>
 #include <type_traits>
 #include <vector>
 
+#include "engine/base/error.h"
 #include "engine/model/cuda/gpt2_cuda.h"
 #include "engine/model/gpt2.h"
 #include "gpu_test_util.h"
@@ -91,6 +93,75 @@ TEST(Gpt2Cuda, Fp16MatchesCpuModelInFp32) {
 namespace {
 
 // The layout is checked before any device resource is taken: these run without a GPU.
+// Records the hook calls as "bf0", "ab3", ...; optionally points each unit at buffers of its own first (the GPU
+// model without full-size buffers, as stage 3 runs it).
+class RecordingHooks : public zt::UnitHooks {
+ public:
+  explicit RecordingHooks(zt::cuda::GPT2Cuda* gpu = nullptr) : gpu_(gpu) {}
+  void add_unit(std::vector<float> params) {
+    const size_t n = params.size();
+    params_.push_back(std::make_unique<DeviceArray<float>>(params));
+    grads_.push_back(std::make_unique<DeviceArray<float>>(std::vector<float>(n, 0.0f)));
+  }
+  std::vector<float> grads(int unit) const { return grads_[static_cast<size_t>(unit)]->download(); }
+  void before_forward(int u) override { record("bf", u); }
+  void after_forward(int u) override { record("af", u); }
+  void before_backward(int u) override { record("bb", u); }
+  void after_backward(int u) override { record("ab", u); }
+  std::vector<std::string> calls;
+
+ private:
+  void record(const char* what, int u) {
+    std::string call(what);
+    call += std::to_string(u);
+    calls.push_back(call);
+    if (gpu_ && what[0] == 'b')
+      gpu_->set_unit_buffers(u, params_[static_cast<size_t>(u)]->get(), grads_[static_cast<size_t>(u)]->get());
+  }
+  zt::cuda::GPT2Cuda* gpu_;
+  std::vector<std::unique_ptr<DeviceArray<float>>> params_, grads_;
+};
+
+// Stage 3's view of the model: no full-size buffers, every unit reached through the hooks. The hooks come in the
+// CPU model's order (engine/model/gpt2.h), and the loss and every gradient are the CPU model's.
+TEST(Gpt2Cuda, UnitHooksFollowTheCpuModelAndUnitBuffersCarryEverything) {
+  ZT_REQUIRE_GPU();
+  const zt::ModelDims d{3, 2, 64, 97, 64};
+  const int B = 2, T = 48;
+  zt::GPT2 cpu(d, false);
+  cpu.init_weights(9);
+  std::vector<int32_t> tokens((size_t)B * T + 1);
+  for (size_t i = 0; i < tokens.size(); i++) tokens[i] = (int32_t)((i * 17 + 3) % d.vocab_size);
+  RecordingHooks cpu_hooks;
+  cpu.set_hooks(&cpu_hooks);
+  cpu.zero_grad();
+  const float cpu_loss = cpu.forward(tokens.data(), tokens.data() + 1, B, T);
+  cpu.backward(1.0f);
+  cpu.set_hooks(nullptr);
+
+  zt::cuda::GPT2Cuda gpu(d, cpu.params(), false, zt::cuda::Storage::F32, /*own_buffers=*/false);
+  EXPECT_EQ(gpu.device_params(), nullptr);
+  std::vector<float> flat(cpu.num_params());
+  EXPECT_THROW(gpu.download_params(flat.data()), zt::RuntimeError);
+  RecordingHooks gpu_hooks(&gpu);
+  for (int u = 0; u < cpu.num_units(); ++u) {
+    const zt::UnitRange r = cpu.unit_range(u);
+    gpu_hooks.add_unit(std::vector<float>(cpu.param_data() + r.offset, cpu.param_data() + r.offset + r.numel));
+  }
+  gpu.set_hooks(&gpu_hooks);
+  const float gpu_loss = gpu.forward(tokens.data(), tokens.data() + 1, B, T);
+  gpu.backward(1.0f);
+  gpu.synchronize();
+  EXPECT_EQ(gpu_hooks.calls, cpu_hooks.calls);
+  EXPECT_NEAR(gpu_loss, cpu_loss, 1e-5 * cpu_loss);
+  for (int u = 0; u < cpu.num_units(); ++u) {
+    const zt::UnitRange r = cpu.unit_range(u);
+    expect_close("unit " + std::to_string(u),
+                 std::vector<float>(cpu.grad_data() + r.offset, cpu.grad_data() + r.offset + r.numel),
+                 gpu_hooks.grads(u), 1e-4);
+  }
+}
+
 TEST(Gpt2CudaArgs, RejectsALayoutThatIsNotTheModels) {
   const zt::ModelDims d{2, 2, 64, 97, 96};
   zt::GPT2 cpu(d, false);

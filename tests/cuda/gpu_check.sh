@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
-# The CUDA backend's device check in one go, sized for a short GPU lease: builds only what it needs, runs every GPU
-# test, trains on the GPU (the tiny config in fp32 and bf16, the GPU-vs-CPU parity test), compute-sanitizer's memcheck
-# over the kernel and offload tests, and the benchmarks. Logs go to $OUT (or ./gpu_check_out); the exit status is
-# the tests' (test_cuda's, else the parity test's).
-# Time: every step's timeout is capped by what is left of one budget for the whole script, build included
-# (GPU_CHECK_BUDGET_S, default 540 s), so the worst case is the budget plus about a second for each step left when
-# it runs out. The steps' own caps add up to far more (build 420 s, test_cuda 300, parity 300, memcheck 240, the two
-# tiny runs 120 each, test_config 60, four benchmarks 120 each: 2040 s), so on a slow device the later steps (memcheck,
-# then the benchmarks) are the ones cut short; their summary lines then read rc=124.
+# The CUDA backend's device check in one go, sized for a short GPU lease, most important first: builds only what it
+# needs, runs every GPU test (test_cuda), the GPU-vs-CPU training parity test, the config's TrainDevice tests, trains
+# the tiny config on the GPU (fp32, bf16, bf16 at stage 3), compute-sanitizer's memcheck over the kernel and offload
+# tests, and the benchmarks. Logs go to $OUT (or ./gpu_check_out); the exit status is the tests' (test_cuda's, else
+# the parity test's).
+# Time: every step's timeout is capped by what is left of one budget for the whole script, configure and build
+# included (GPU_CHECK_BUDGET_S, default 540 s, counted from the script's start, nvidia-smi's at most 20 s in it), so
+# the worst case is the budget plus about a second for each of the 14 capped steps left when it runs out: under
+# 560 s in all. The steps' own caps add up to far
+# more (configure 120 s, build 420, test_cuda 300, parity 360, test_config 60, the shard 30, the three tiny runs 120
+# each, memcheck 240, four benchmarks 120 each: 2370 s), so on a slow device the later steps (the tiny runs,
+# memcheck, then the benchmarks) are the ones cut short; their summary lines then read rc=124. A cold build of the
+# CUDA targets can take most of the budget: rerun with the same build dir (or a larger GPU_CHECK_BUDGET_S) to reach
+# the later steps.
 # Usage (from the repository root): bash tests/cuda/gpu_check.sh [build dir, default build-gpu]
 set -uo pipefail
 out=${OUT:-gpu_check_out}
 build=${1:-build-gpu}
 budget=${GPU_CHECK_BUDGET_S:-540}
 mkdir -p "$out"
-nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || echo "nvidia-smi failed: no GPU here?" | tee -a "$out/summary.txt"
+timeout 20 nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || echo "nvidia-smi failed: no GPU here?" | tee -a "$out/summary.txt"
 
 # limit N: N seconds, or what is left of the budget if that is less (at least 1 s, so that a step after the budget
 # is spent times out at once instead of running unbounded).
@@ -25,7 +30,7 @@ limit() {
 }
 
 start=$SECONDS
-cmake -S . -B "$build" -DZT_WERROR=ON -DZT_CUDA=ON > "$out/configure.log" 2>&1 &&
+timeout "$(limit 120)" cmake -S . -B "$build" -DZT_WERROR=ON -DZT_CUDA=ON > "$out/configure.log" 2>&1 &&
   timeout "$(limit 420)" cmake --build "$build" -j"$(nproc)" --target test_cuda cuda_model_step_bench \
     cuda_offload_step_bench zerotrain test_config > "$out/build.log" 2>&1
 build_rc=$?
@@ -37,13 +42,24 @@ test_rc=$?
 echo "test_cuda: rc=$test_rc" | tee -a "$out/summary.txt"
 grep -E "^\[  (FAILED|SKIPPED|PASSED) " "$out/test_cuda.log" | tee -a "$out/summary.txt"
 
-# Training on the GPU: the small shipped config (gpt2-tiny) with train.device=cuda on a generated token shard (the
-# embedded corpus needs Debian's fortunes, which the device may lack), the same in bf16, then the GPU-vs-CPU parity
-# test (stages 0-2, 1 and 2 ranks, fp32, bf16 and fp16, optimizer offload to the CPU at stages 1-2 in fp32 and bf16,
-# resume). Both need only Python's standard library.
+# Training on the GPU, most telling first: the GPU-vs-CPU parity test (stages 0-3, 1 and 2 ranks, fp32, bf16 and
+# fp16, optimizer offload to the CPU at stages 1-2 in fp32 and bf16, resume at stages 1 and 3 and across offload
+# settings); the config's acceptance and refusals; then the small shipped config (gpt2-tiny) with train.device=cuda on
+# a generated token shard (the embedded corpus needs Debian's fortunes, which the device may lack) in fp32, bf16, and
+# bf16 at stage 3. All need only Python's standard library.
 py=$(command -v python3 || echo /usr/bin/python3)
+timeout "$(limit 360)" "$py" tests/train/gpu_train_parity_test.py --build-dir "$build" --source-dir . \
+  > "$out/gpu_train_parity.log" 2>&1
+parity_rc=$?
+echo "gpu_train_parity_test: rc=$parity_rc (77 = skipped: no GPU, 124 = timed out)" | tee -a "$out/summary.txt"
+tail -30 "$out/gpu_train_parity.log"
+[ $parity_rc -eq 0 ] || [ $test_rc -ne 0 ] || test_rc=$parity_rc
+timeout "$(limit 60)" "$build/tests/test_config" --gtest_filter='TrainDevice.*' \
+  > "$out/test_config_train_device.log" 2>&1
+echo "test_config TrainDevice.*: rc=$?" | tee -a "$out/summary.txt"
+
 shard="$(cd "$out" && pwd)/shard.bin"
-"$py" -c "import sys; sys.path.insert(0, 'tests/train'); import gpu_train_parity_test as t; \
+timeout "$(limit 30)" "$py" -c "import sys; sys.path.insert(0, 'tests/train'); import gpu_train_parity_test as t; \
 t.write_shard('$shard', 40000, 7)"
 tiny_args=(--config configs/tiny_cpu.json train.device=cuda train.max_steps=20 train.eval_interval=0
            "data.train=$shard" "train.save_dir=$out/train_cuda")
@@ -54,15 +70,12 @@ timeout "$(limit 120)" "$build/zerotrain" "${tiny_args[@]}" bf16.enabled=true "t
   > "$out/train_cuda_bf16.log" 2>&1
 echo "zerotrain train.device=cuda bf16 (tiny, 20 steps): rc=$?" | tee -a "$out/summary.txt"
 tail -5 "$out/train_cuda_bf16.log" | tee -a "$out/summary.txt"
-timeout "$(limit 300)" "$py" tests/train/gpu_train_parity_test.py --build-dir "$build" --source-dir . \
-  > "$out/gpu_train_parity.log" 2>&1
-parity_rc=$?
-echo "gpu_train_parity_test: rc=$parity_rc (77 = skipped: no GPU)" | tee -a "$out/summary.txt"
-tail -30 "$out/gpu_train_parity.log"
-timeout "$(limit 60)" "$build/tests/test_config" --gtest_filter='TrainDevice.*' \
-  > "$out/test_config_train_device.log" 2>&1
-echo "test_config TrainDevice.*: rc=$?" | tee -a "$out/summary.txt"
-[ $parity_rc -eq 0 ] || [ $test_rc -ne 0 ] || test_rc=$parity_rc
+# ZeRO stage 3 on the GPU in bf16, every unit gathered before and freed after each use.
+timeout "$(limit 120)" "$build/zerotrain" "${tiny_args[@]}" bf16.enabled=true zero_optimization.stage=3 \
+  zero_optimization.stage3_param_persistence_threshold=0 zero_optimization.stage3_max_reuse_distance=0 \
+  "train.save_dir=$out/train_cuda_stage3" > "$out/train_cuda_stage3.log" 2>&1
+echo "zerotrain train.device=cuda bf16 stage 3 (tiny, 20 steps): rc=$?" | tee -a "$out/summary.txt"
+tail -5 "$out/train_cuda_stage3.log" | tee -a "$out/summary.txt"
 
 if command -v compute-sanitizer > /dev/null || [ -x /usr/local/cuda/bin/compute-sanitizer ]; then
   sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)

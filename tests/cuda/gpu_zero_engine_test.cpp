@@ -4,7 +4,9 @@
 // export) agree in relative L2 norm. A GPU engine rebuilt from exported state after 3 steps continues exactly as the
 // uninterrupted one. The same at stages 1 and 2 with the optimizer offloaded to the CPU on both engines, in chunks
 // (sub_group_size) smaller than a unit; in bf16 (to 2e-2, also offloaded), and fp16 with a loss scale that overflows
-// (the same steps skipped, also offloaded). Skips with "no GPU" without a device.
+// (the same steps skipped, also offloaded). Stage 3 (fp32, bf16, fp16; no offload: the config refuses it there)
+// gathers every unit around each use, resumes from the CPU engine's stage-1 state, and holds a few units at its
+// device peak, never the full model. Skips with "no GPU" without a device.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -14,9 +16,13 @@
 #include <vector>
 
 #include "engine/comm/store.h"
+#include "engine/model/cuda/gpt2_cuda.h"
 #include "engine/optim/optimizer.h"
 #include "engine/zero/cuda/cuda_training.h"
+#include "engine/zero/cuda/gpu_zero_engine.h"
+#include "engine/zero/partition_map.h"
 #include "engine/zero/zero_engine.h"
+#include "kernels/cuda/caching_allocator.h"
 #include "gpu_test_util.h"
 
 namespace zt {
@@ -38,6 +44,12 @@ Config config(int stage) {
   cfg.scheduler.warmup_type = WarmupType::Linear;
   cfg.scheduler.warmup_max_lr = 3e-3;
   cfg.scheduler.warmup_num_steps = 3;
+  if (stage == 3) {
+    // Every unit gathered before and freed after each use (this model's units are below the default persistence
+    // threshold, and the default reuse distance would keep them all gathered).
+    cfg.zero.stage3_param_persistence_threshold = 0;
+    cfg.zero.stage3_max_reuse_distance = 0;
+  }
   return cfg;
 }
 
@@ -66,6 +78,13 @@ struct EngineRun {
       engine = make_zero_engine(cfg, model, *pg);
       step_model = std::make_unique<CpuStepModel>(model);
     }
+  }
+
+  // Every state buffer and the scaler of `from` (as trained by train_steps), as a resume from a checkpoint.
+  void import_state(const Trained& from) {
+    for (size_t i = 0; i < from.state_names.size(); ++i) engine->import_full(from.state_names[i], from.state[i].data());
+    engine->finish_import();
+    engine->set_scaler_state(from.scaler);
   }
 
   std::vector<float> full_state(const std::string& name) {
@@ -143,10 +162,7 @@ void check_resume(const Config& from, const Config& to, bool gpu, const Trained&
     train_steps(from, s, 0, 3, first);
   }
   EngineRun s(to, gpu);
-  for (size_t i = 0; i < first.state_names.size(); ++i)
-    s.engine->import_full(first.state_names[i], first.state[i].data());
-  s.engine->finish_import();
-  s.engine->set_scaler_state(first.scaler);
+  s.import_state(first);
   train_steps(to, s, 3, kSteps, resumed);
   ASSERT_EQ(resumed.losses.size(), 2u);
   const bool same = from.zero.offload_optimizer.device == to.zero.offload_optimizer.device;
@@ -161,6 +177,23 @@ void check_resume(const Config& from, const Config& to, bool gpu, const Trained&
 
 void check_resume(const Config& cfg, bool gpu, const Trained& uninterrupted) {
   check_resume(cfg, cfg, gpu, uninterrupted);
+}
+
+// Checkpoints move between devices and stages: the CPU engine's stage-1 state after 3 steps, imported into a stage-3
+// engine (on the GPU, or on the CPU to check the harness), continues with the CPU run's losses.
+void check_stage3_resumes_from_cpu_stage1(bool gpu) {
+  const Config cpu_cfg = config(1), s3_cfg = config(3);
+  Trained first, cpu_rest, resumed;
+  EngineRun cpu(cpu_cfg, false);
+  train_steps(cpu_cfg, cpu, 0, 3, first);
+  train_steps(cpu_cfg, cpu, 3, kSteps, cpu_rest);
+  EngineRun s3(s3_cfg, gpu);
+  s3.import_state(first);
+  train_steps(s3_cfg, s3, 3, kSteps, resumed);
+  ASSERT_EQ(resumed.losses.size(), cpu_rest.losses.size());
+  for (size_t i = 0; i < cpu_rest.losses.size(); ++i)
+    EXPECT_NEAR(resumed.losses[i], cpu_rest.losses[i], 1e-5 * std::fabs(cpu_rest.losses[i])) << "step " << i + 4;
+  EXPECT_LT(relative_l2(resumed.params, cpu_rest.params), 1e-4);
 }
 
 // The optimizer in host memory (CPU Adam) on both engines; the GPU engine's step moves its partition in chunks of
@@ -218,7 +251,9 @@ Config bf16_config(int stage) {
 // allgather, as the CPU offload engine rounds its gathered master.
 void check_bf16(const Config& cfg) {
   const Trained cpu = train_fresh(cfg, false, kSteps), gpu = train_fresh(cfg, true, kSteps);
-  EXPECT_EQ(gpu.memory.param_bytes, gpu.params.size() * 2);  // the model really holds 16-bit parameters
+  // The model (stage 3: the partition it gathers from) really holds 16-bit parameters.
+  const size_t held = cfg.zero.stage == 3 ? PartitionMap(GPT2(kDims, false), 1).partition_numel() : gpu.params.size();
+  EXPECT_EQ(gpu.memory.param_bytes, held * 2);
   ASSERT_EQ(gpu.losses.size(), cpu.losses.size());
   for (size_t i = 0; i < cpu.losses.size(); ++i)
     EXPECT_NEAR(gpu.losses[i], cpu.losses[i], 2e-2 * std::fabs(cpu.losses[i])) << "step " << i + 1;
@@ -322,6 +357,102 @@ TEST(GpuZeroEngine, Fp16Stage1OffloadSkipsOverflowingStepsAsTheCpuOffloadEngine)
   check_fp16_overflow(offload_config(fp16_config_overflowing_first_step(1), true));
 }
 
+// Stage 3 on both sides reduces each micro-batch's unit gradients and accumulates them in fp32.
+TEST(GpuZeroEngine, Fp16Stage3SkipsOverflowingStepsAsTheCpuEngine) {
+  ZT_REQUIRE_GPU();
+  SCOPED_TRACE("fp16, stage 3");
+  check_fp16_overflow(fp16_config_overflowing_first_step(3));
+}
+
+TEST(GpuZeroEngine, Stage3MatchesCpuEngineAndResumes) {
+  ZT_REQUIRE_GPU();
+  check_stage(3);
+}
+
+TEST(GpuZeroEngine, Bf16Stage3MatchesCpuEngineAndResumes) {
+  ZT_REQUIRE_GPU();
+  check_bf16_stage(3);
+}
+
+// With the default persistence threshold every unit of this small model persists: stage 3 then gathers once per
+// step and must still train as the CPU engine with the same keys.
+TEST(GpuZeroEngine, Stage3WithPersistentUnitsMatchesCpuEngine) {
+  ZT_REQUIRE_GPU();
+  Config cfg = config(3);
+  cfg.zero.stage3_param_persistence_threshold = ZeroConfig().stage3_param_persistence_threshold;
+  cfg.zero.stage3_max_reuse_distance = ZeroConfig().stage3_max_reuse_distance;
+  const Trained cpu = train_fresh(cfg, false, kSteps), gpu = train_fresh(cfg, true, kSteps);
+  for (size_t i = 0; i < cpu.losses.size(); ++i)
+    EXPECT_NEAR(gpu.losses[i], cpu.losses[i], 1e-5 * std::fabs(cpu.losses[i])) << "step " << i + 1;
+  EXPECT_LT(relative_l2(gpu.params, cpu.params), 1e-4);
+}
+
+TEST(GpuZeroEngine, Stage3ResumesFromTheCpuEnginesStage1State) {
+  ZT_REQUIRE_GPU();
+  check_stage3_resumes_from_cpu_stage1(true);
+}
+
+// Bytes the device allocator holds at its peak over two training steps of `own` (the GPU model with or without
+// full-size buffers, and its engine), beyond what it held after the engine was built; and the engine's report.
+struct DevicePeak {
+  size_t base = 0, peak = 0;
+  MemoryStats memory;
+};
+
+DevicePeak device_peak(const Config& cfg, const ModelDims& dims) {
+  auto pg = make_gloo_process_group(0, 1, std::make_shared<LocalStore>(), 60.0);
+  GPT2 layout(dims, false);
+  layout.init_weights(5);
+  auto gpu = std::make_shared<cuda::GPT2Cuda>(dims, layout.params(), false, cuda::Storage::F32,
+                                              /*own_buffers=*/cfg.zero.stage != 3);
+  std::unique_ptr<ZeroEngine> engine = make_gpu_zero_engine(cfg, layout, gpu, *pg, nullptr);
+  gpu->synchronize();
+  DevicePeak out;
+  out.base = gpu->allocator().stats().allocated_bytes;
+  gpu->allocator().reset_peaks();
+  std::vector<int32_t> tokens(kB * kT + 1);
+  for (int step = 0; step < 2; ++step) {
+    engine->begin_step();
+    for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>((i * 7 + step) % dims.vocab_size);
+    gpu->forward(tokens.data(), tokens.data() + 1, kB, kT);
+    gpu->backward(1.0f);
+    engine->end_micro_batch(true);
+    engine->step(1e-3, step + 1);
+  }
+  gpu->synchronize();
+  out.peak = gpu->allocator().stats().peak_allocated_bytes;
+  out.memory = engine->memory();
+  return out;
+}
+
+// Stage 3 with a prefetch bucket of one block and at most three blocks live: beyond the partition the device holds
+// activations and a few units (parameters and gradients), never the whole model. The activations are measured on
+// stage 0's run of the same batch (its step allocates nothing else), so what stage 3 adds on top of them is its
+// transient units, which must stay below the full model's parameters (a dozen blocks here) and agree with memory()'s
+// comm term.
+TEST(GpuZeroEngine, Stage3HoldsAFewUnitsNeverTheFullModel) {
+  ZT_REQUIRE_GPU();
+  const ModelDims dims{12, 4, 128, 97, 64};
+  GPT2 layout(dims, false);
+  const PartitionMap map(layout, 1);
+  const size_t block = map.units()[1].padded, n = layout.num_params();
+  Config cfg = config(3);
+  cfg.zero.stage3_prefetch_bucket_size = static_cast<int64_t>(block);
+  cfg.zero.stage3_max_live_parameters = static_cast<int64_t>(3 * block);
+  const DevicePeak s3 = device_peak(cfg, dims), s0 = device_peak(config(0), dims);
+  const size_t activations = s0.peak - s0.base;
+  ASSERT_GT(s3.peak, s3.base + activations);
+  const size_t transient = s3.peak - s3.base - activations;
+  EXPECT_LT(transient, n * sizeof(float)) << "stage 3 held " << transient << " bytes beyond its partition";
+  // At most: three live blocks and one fetched beyond them, the embeddings (held through backward for the tied
+  // head), and the gradients of one block and of the embeddings.
+  EXPECT_LT(transient, (5 * block + 2 * map.units()[0].padded) * sizeof(float));
+  EXPECT_LE(transient, s3.memory.comm_bytes + 16 * cuda::CachingAllocator::kRound);
+  // The base is the partition (fp32 master, Adam's two moments, the gradient partition) and the norm's scratch.
+  EXPECT_LT(s3.base, s3.memory.model_state_bytes() + (size_t(1) << 20));
+  EXPECT_EQ(s3.memory.model_state_bytes(), 16 * map.partition_numel());
+}
+
 TEST(GpuZeroEngine, Stage0MatchesCpuEngineAndResumes) {
   ZT_REQUIRE_GPU();
   check_stage(0);
@@ -362,7 +493,8 @@ std::string describe(const Config& cfg) {
 // in fp32 and bf16, with the optimizer on the device's side or offloaded.
 TEST(GpuZeroEngineHarness, CpuEngineResumesExactly) {
   for (bool bf16 : {false, true}) {
-    for (const Config& base : {config(0), config(1), config(2), offload_config(1, true), offload_config(2, true)}) {
+    for (const Config& base :
+         {config(0), config(1), config(2), config(3), offload_config(1, true), offload_config(2, true)}) {
       SCOPED_TRACE(std::string(bf16 ? "bf16, " : "fp32, ") + describe(base));
       Config cfg = base;
       cfg.bf16 = bf16;
@@ -374,9 +506,12 @@ TEST(GpuZeroEngineHarness, CpuEngineResumesExactly) {
   }
 }
 
+TEST(GpuZeroEngineHarness, CpuStage3ResumesFromCpuStage1State) { check_stage3_resumes_from_cpu_stage1(false); }
+
 // The fp16 test's choice of scale, on the CPU engine alone: the first step overflows and training resumes later.
 TEST(GpuZeroEngineHarness, Fp16ScaleOverflowsTheFirstStepThenTrains) {
   for (const Config& cfg : {fp16_config_overflowing_first_step(0), fp16_config_overflowing_first_step(1),
+                            fp16_config_overflowing_first_step(3),
                             offload_config(fp16_config_overflowing_first_step(1), true)}) {
     SCOPED_TRACE(describe(cfg));
     const Trained run = train_fresh(cfg, false, kFp16Steps);

@@ -1,19 +1,20 @@
 #!/usr/bin/env python3
 """zerotrain on the GPU (train.device "cuda") against the CPU: for 5 training steps of a small GPT-2 at ZeRO stages
-0, 1 and 2 (one rank, and two ranks at stages 0 and 2), every step's loss must agree with the CPU run of the same
-config to 1e-5 relative (fp32 on both; the GPU's cuBLASLt runs fp32 without TF32). In bf16 (stages 0, 1, 2 on one
-rank, stage 2 on two) and fp16 (stage 1, a loss scale that does not overflow) the losses must agree to 2e-2 (the GPU
-also stores activations in 16 bits, the CPU computes them in fp32), and fp16's skipped steps must be the same. The
+0, 1, 2 and 3 (one rank, and two ranks at stages 0, 2 and 3), every step's loss must agree with the CPU run of the
+same config to 1e-5 relative (fp32 on both; the GPU's cuBLASLt runs fp32 without TF32). In bf16 (stages 0-3 on one
+rank, stages 2 and 3 on two) and fp16 (stage 1, a loss scale that does not overflow) the losses must agree to 2e-2
+(the GPU also stores activations in 16 bits, the CPU computes them in fp32), and fp16's skipped steps must be the
+same. Stage 3 runs with no persistent unit and no reuse, so every unit is gathered and freed around each use. The
 same with the optimizer offloaded to the CPU (offload_optimizer.device "cpu", pinned, in chunks of 5000 elements) in
 fp32 at stage 1 on one rank and stage 2 on two, and in bf16 at stage 2 on two, against the CPU run with the same
-offload. A GPU run stopped after 3 steps and resumed from its checkpoint must continue with the same losses, and so
-must a GPU run whose checkpoints go from offloaded to on-device optimizer state and back.
+offload. GPU runs stopped after 3 steps and resumed from their checkpoint (stages 1 and 3) must continue with the
+same losses, and so must a GPU run whose checkpoints go from offloaded to on-device optimizer state and back.
 
 Without a GPU (or without CUDA in the build) it checks instead that `train.device=cuda` is refused cleanly (usage
-exit code, the message names train.device, also with bf16 and with bf16 plus optimizer offload, which the GPU path
-takes), then reports itself skipped ("no GPU", exit code 77, ctest's SKIP_RETURN_CODE). That configs the GPU path
-does not support (stage 3, optimizer offload to nvme) are refused at parse time, naming both keys, is checked
-everywhere."""
+exit code, the message names train.device, also with bf16, bf16 plus optimizer offload at stage 2 and bf16 at stage
+3, which the GPU path takes), then reports itself skipped ("no GPU", exit code 77, ctest's SKIP_RETURN_CODE). That
+configs the GPU path does not support (offload_param, optimizer offload to nvme, optimizer offload at stage 3) are
+refused at parse time, naming the keys, is checked everywhere."""
 import argparse
 import json
 import os
@@ -32,6 +33,10 @@ SKIP = 77
 # The optimizer's partition and Adam state in pinned host memory; on the GPU the step moves it in several chunks.
 OFFLOAD = ["zero_optimization.offload_optimizer.device=cpu", "zero_optimization.offload_optimizer.pin_memory=true",
            "zero_optimization.sub_group_size=5000"]
+# Stage 3 with every unit gathered before and freed after each use (this model's units are below the default
+# persistence threshold, and the default reuse distance would keep them all).
+STAGE3_GATHER_EVERY_USE = ["zero_optimization.stage3_param_persistence_threshold=0",
+                           "zero_optimization.stage3_max_reuse_distance=0"]
 
 
 def write_shard(path, n_tokens, seed):
@@ -107,11 +112,16 @@ def main():
         with open(config, "w") as f:
             json.dump(base_config(shard), f)
 
-        # Refused at parse time on every machine: stage 3 and offload to nvme are not on the GPU path yet.
-        refused = [(["zero_optimization.stage=3"], "zero_optimization.stage"),
+        # Refused at parse time on every machine: parameter offload, optimizer offload to nvme, and optimizer
+        # offload at stage 3 (the GPU's stage-3 engine keeps its optimizer state on the device) are not on the GPU
+        # path.
+        refused = [(["zero_optimization.stage=3", "zero_optimization.offload_param.device=cpu"],
+                    "zero_optimization.offload_param.device (cpu)"),
                    (["zero_optimization.stage=1", "zero_optimization.offload_optimizer.device=nvme",
                      f"zero_optimization.offload_optimizer.nvme_path={tmp}"],
-                    "zero_optimization.offload_optimizer.device (nvme)")]
+                    "zero_optimization.offload_optimizer.device (nvme)"),
+                   (["zero_optimization.stage=3", "zero_optimization.offload_optimizer.device=cpu"],
+                    "zero_optimization.offload_optimizer.device (cpu) at zero_optimization.stage 3")]
         for overrides, key in refused:
             cmd, p = run(zt, config, os.path.join(tmp, "refused"), ["train.device=cuda"] + overrides)
             if p.returncode != 2 or "train.device" not in p.stderr or key not in p.stderr:
@@ -124,9 +134,10 @@ def main():
             if p.returncode != 2 or "train.device" not in p.stderr:
                 failures.append(f"{' '.join(cmd)}: expected exit 2 naming train.device, got {p.returncode}: "
                                 f"{p.stderr[-1500:]}")
-            # bf16, also with the optimizer offloaded, passes the config's check for the GPU path and meets the same
-            # missing GPU.
-            for what, extra in (("bf16", []), ("bf16 with optimizer offload", ["zero_optimization.stage=2"] + OFFLOAD)):
+            # bf16, also with the optimizer offloaded at stage 2, and at stage 3, passes the config's check for the
+            # GPU path and meets the same missing GPU.
+            for what, extra in (("bf16", []), ("bf16 with optimizer offload", ["zero_optimization.stage=2"] + OFFLOAD),
+                                ("bf16 at stage 3", ["zero_optimization.stage=3"])):
                 cmd, p = run(zt, config, os.path.join(tmp, "probe_bf16"),
                              ["train.device=cuda", "bf16.enabled=true", "train.max_steps=1"] + extra)
                 if p.returncode != 2 or "does not support" in p.stderr or not (
@@ -149,9 +160,10 @@ def main():
         # (precision, stage, ranks, offload); fp16 starts at scale 2^8, far from overflowing this model's gradients.
         precisions = {"fp32": [], "bf16": ["bf16.enabled=true"],
                       "fp16": ["fp16.enabled=true", "fp16.initial_scale_power=8"]}
-        cases = [("fp32", 0, 1, False), ("fp32", 1, 1, False), ("fp32", 2, 1, False), ("fp32", 0, 2, False),
-                 ("fp32", 2, 2, False), ("bf16", 0, 1, False), ("bf16", 1, 1, False), ("bf16", 2, 1, False),
-                 ("bf16", 2, 2, False), ("fp16", 1, 1, False), ("fp32", 1, 1, True), ("fp32", 2, 2, True),
+        cases = [("fp32", 0, 1, False), ("fp32", 1, 1, False), ("fp32", 2, 1, False), ("fp32", 3, 1, False),
+                 ("fp32", 0, 2, False), ("fp32", 2, 2, False), ("fp32", 3, 2, False), ("bf16", 0, 1, False),
+                 ("bf16", 1, 1, False), ("bf16", 2, 1, False), ("bf16", 3, 1, False), ("bf16", 2, 2, False),
+                 ("bf16", 3, 2, False), ("fp16", 1, 1, False), ("fp32", 1, 1, True), ("fp32", 2, 2, True),
                  ("bf16", 2, 2, True)]
         for precision, stage, nproc, offload in cases:
             name = f"{precision}_s{stage}_n{nproc}" + ("_offload" if offload else "")
@@ -159,7 +171,8 @@ def main():
             results, skips = {}, {}
             for dev, d in (("cpu", ref_dir), ("cuda", gpu_dir)):
                 cmd, p = run(zt, config, d, [f"train.device={dev}", f"zero_optimization.stage={stage}"] +
-                             precisions[precision] + (OFFLOAD if offload else []), nproc)
+                             precisions[precision] + (OFFLOAD if offload else []) +
+                             (STAGE3_GATHER_EVERY_USE if stage == 3 else []), nproc)
                 if p.returncode != 0:
                     failures.append(f"{' '.join(cmd)} exited {p.returncode}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
                     break
@@ -173,23 +186,27 @@ def main():
                     failures.append(f"{what}: skipped steps {skips['cuda']} on the GPU, {skips['cpu']} on the CPU")
 
         # Resume on the GPU: 3 steps, then from that checkpoint to 5; steps 4-5 as the CPU's uninterrupted run.
-        # Then across offload settings: 2 steps offloaded, to 4 with the state on the device, to 5 offloaded again.
-        resumes = [("resumed at step 3 (stage 1)", "cuda_resume", [["train.max_steps=3"], ["train.resume=latest"]]),
-                   ("resumed offloaded -> on the device -> offloaded (stage 1)", "cuda_resume_offload",
+        # Then across offload settings at stage 1: 2 steps offloaded, to 4 with the state on the device, to 5
+        # offloaded again.
+        stop_and_resume = [["train.max_steps=3"], ["train.resume=latest"]]
+        resumes = [("resumed at step 3 (stage 1)", "cuda_resume_s1", 1, stop_and_resume),
+                   ("resumed at step 3 (stage 3)", "cuda_resume_s3", 3, stop_and_resume),
+                   ("resumed offloaded -> on the device -> offloaded (stage 1)", "cuda_resume_offload", 1,
                     [OFFLOAD + ["train.max_steps=2"], ["train.max_steps=4", "train.resume=latest"],
                      OFFLOAD + ["train.resume=latest"]])]
-        for what, dirname, runs in resumes:
+        for what, dirname, stage, runs in resumes:
             resume_dir = os.path.join(tmp, dirname)
+            extra_stage = [f"zero_optimization.stage={stage}"] + (STAGE3_GATHER_EVERY_USE if stage == 3 else [])
             ok = True
             for extra in runs:
-                cmd, p = run(zt, config, resume_dir, ["train.device=cuda", "zero_optimization.stage=1"] + extra)
+                cmd, p = run(zt, config, resume_dir, ["train.device=cuda"] + extra_stage + extra)
                 if p.returncode != 0:
                     failures.append(f"{' '.join(cmd)} exited {p.returncode}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
                     ok = False
                     break
             if ok:
-                compare(what, losses(resume_dir), losses(os.path.join(tmp, "cpu_fp32_s1_n1")), range(1, STEPS + 1),
-                        failures)
+                compare(what, losses(resume_dir), losses(os.path.join(tmp, f"cpu_fp32_s{stage}_n1")),
+                        range(1, STEPS + 1), failures)
     for f in failures:
         print("FAIL:", f, file=sys.stderr)
     return 1 if failures else 0

@@ -1,5 +1,6 @@
 #include "engine/model/cuda/gpt2_cuda.h"
 
+#include <algorithm>
 #include <string>
 
 #include "engine/base/error.h"
@@ -96,7 +97,17 @@ struct GPT2Cuda::Impl {
   CachingAllocator alloc{make_cuda_memory_backend()};
   MatmulLt lt;
   cudaStream_t stream = nullptr;
-  void *params = nullptr, *grads = nullptr;
+  void *params = nullptr, *grads = nullptr;  // the flat buffers; nullptr without own buffers
+  // Per unit (the CPU model's units): where its parameters and gradients are now, and where it starts in the flat
+  // layout. Without hooks these are the flat buffers' slices, so p() and g() are the flat addresses.
+  std::vector<int> unit_of;  // of each parameter
+  std::vector<size_t> unit_offset;
+  std::vector<void*> unit_params, unit_grads;
+  UnitHooks* hooks = nullptr;
+
+  void hook(void (UnitHooks::*call)(int), int unit) {
+    if (hooks) (hooks->*call)(unit);
+  }
 
   virtual ~Impl() = default;
   virtual float forward(const int32_t* inputs, const int32_t* targets, int B, int T) = 0;
@@ -123,8 +134,8 @@ struct TypedModel final : GPT2Cuda::Impl {
   int32_t *inputs = nullptr, *targets = nullptr;
   bool have_targets = false;
 
-  S* p(size_t i) { return static_cast<S*>(params) + offsets[i]; }
-  S* g(size_t i) { return static_cast<S*>(grads) + offsets[i]; }
+  S* p(size_t i) { return static_cast<S*>(unit_params[unit_of[i]]) + (offsets[i] - unit_offset[unit_of[i]]); }
+  S* g(size_t i) { return static_cast<S*>(unit_grads[unit_of[i]]) + (offsets[i] - unit_offset[unit_of[i]]); }
   size_t bp(int l, BlockParam w) const { return block_param_index(l, w); }
   size_t lnf_w() const { return offsets.size() - 2; }
 
@@ -267,11 +278,22 @@ float TypedModel<S>::forward(const int32_t* host_inputs, const int32_t* host_tar
   if (host_targets)
     ZT_CUDA_CHECK(cudaMemcpyAsync(targets, host_targets, BT * sizeof(int32_t), cudaMemcpyHostToDevice, stream));
 
+  // Units as the CPU model's (engine/model/gpt2.h): 0 embeddings (and the tied LM head), 1..L blocks, L+1 final LN.
+  hook(&UnitHooks::before_forward, 0);
   encoder_forward(residual[0], inputs, p(0), p(1), B, T, C, stream);
-  for (int l = 0; l < L; l++) block_forward(l);
+  hook(&UnitHooks::after_forward, 0);
+  for (int l = 0; l < L; l++) {
+    hook(&UnitHooks::before_forward, l + 1);
+    block_forward(l);
+    hook(&UnitHooks::after_forward, l + 1);
+  }
+  hook(&UnitHooks::before_forward, L + 1);
   layernorm_forward(lnf, lnf_mean, lnf_rstd, residual[L], p(lnf_w()), p(lnf_w() + 1), BT, C, stream);
+  hook(&UnitHooks::after_forward, L + 1);
+  hook(&UnitHooks::before_forward, 0);
   lt.gemm<S>(false, true, BT, V, C, 1.0f, lnf, C, p(0), C, 0.0f, logits, V, MatmulEpilogue::kNone, nullptr, nullptr,
              stream);
+  hook(&UnitHooks::after_forward, 0);
   if (!host_targets) return 0.0f;
   cross_entropy_forward(losses, lse, logits, targets, BT, V, stream);
   std::vector<float> host_losses(BT);
@@ -288,16 +310,25 @@ void TypedModel<S>::backward(float grad_scale) {
   const int BT = B * T, V = d.vocab_size, C = d.n_embd, L = d.n_layer;
   S* dlogits = logits;
   cross_entropy_backward(dlogits, logits, lse, targets, grad_scale / (float)BT, BT, V, stream);
-  // Tied LM head: dlnf = dlogits @ wte; dwte += dlogits^T @ lnf.
+  // Tied LM head: dlnf = dlogits @ wte; dwte += dlogits^T @ lnf. Unit 0 stays in use until the embeddings' backward.
+  hook(&UnitHooks::before_backward, 0);
   lt.gemm<S>(false, false, BT, C, V, 1.0f, dlogits, V, p(0), C, 0.0f, dtmp_c, C, MatmulEpilogue::kNone, nullptr,
              nullptr, stream);
   lt.gemm<S>(true, false, V, C, BT, 1.0f, dlogits, V, lnf, C, 1.0f, g(0), C, MatmulEpilogue::kNone, nullptr, nullptr,
              stream);
   ZT_CUDA_CHECK(cudaMemsetAsync(dres, 0, sizeof(S) * (size_t)BT * C, stream));
+  hook(&UnitHooks::before_backward, L + 1);
   layernorm_backward(dres, g(lnf_w()), g(lnf_w() + 1), dtmp_c, residual[L], p(lnf_w()), lnf_mean, lnf_rstd, BT, C,
                      stream);
-  for (int l = L - 1; l >= 0; l--) block_backward(l);
+  hook(&UnitHooks::after_backward, L + 1);
+  for (int l = L - 1; l >= 0; l--) {
+    hook(&UnitHooks::before_backward, l + 1);
+    block_backward(l);
+    hook(&UnitHooks::after_backward, l + 1);
+  }
+  hook(&UnitHooks::before_backward, 0);
   encoder_backward(g(0), g(1), dres, inputs, B, T, C, stream);
+  hook(&UnitHooks::after_backward, 0);
   // The logits were overwritten by their gradient: a later backward needs a new forward.
   have_targets = false;
 }
@@ -317,7 +348,7 @@ std::unique_ptr<GPT2Cuda::Impl> make_model(Storage storage) {
 }  // namespace
 
 GPT2Cuda::GPT2Cuda(const ModelDims& dims, const std::vector<ParamInfo>& layout, bool flash_attention,
-                   Storage storage)
+                   Storage storage, bool own_buffers)
     : impl_((check_layout(dims, layout, flash_attention), make_model(storage))) {
   Impl& m = *impl_;
   m.d = dims;
@@ -325,9 +356,20 @@ GPT2Cuda::GPT2Cuda(const ModelDims& dims, const std::vector<ParamInfo>& layout, 
   m.storage = storage;
   for (const ParamInfo& pi : layout) m.offsets.push_back(pi.offset);
   m.n_params = layout.back().offset + layout.back().numel;
+  for (const ParamInfo& pi : layout) {
+    const size_t u = static_cast<size_t>(pi.unit);
+    if (u >= m.unit_offset.size()) m.unit_offset.resize(u + 1, pi.offset);
+    m.unit_offset[u] = std::min(m.unit_offset[u], pi.offset);
+    m.unit_of.push_back(pi.unit);
+  }
   ZT_CUDA_CHECK(cudaStreamCreateWithFlags(&m.stream, cudaStreamNonBlocking));
-  m.params = m.alloc.allocate(m.n_params * storage_bytes(storage));
-  m.grads = m.alloc.allocate(m.n_params * storage_bytes(storage));
+  if (own_buffers) {
+    m.params = m.alloc.allocate(m.n_params * storage_bytes(storage));
+    m.grads = m.alloc.allocate(m.n_params * storage_bytes(storage));
+  }
+  m.unit_params.assign(m.unit_offset.size(), nullptr);
+  m.unit_grads.assign(m.unit_offset.size(), nullptr);
+  for (size_t u = 0; u < m.unit_offset.size(); ++u) set_unit_buffers(static_cast<int>(u), nullptr, nullptr);
   zero_grad();
 }
 
@@ -343,8 +385,19 @@ size_t GPT2Cuda::num_params() const { return impl_->n_params; }
 
 // 16-bit storage travels to and from the host as bit patterns, converted on the host with the CPU engines'
 // round-to-nearest-even (kernels/cpu/half_convert.h).
+namespace {
+
+void require_own_buffers(const GPT2Cuda::Impl& m, const char* what) {
+  if (!m.params)
+    throw RuntimeError(std::string("GPT2Cuda::") + what +
+                       ": the model has no full-size buffers (ZeRO stage 3 keeps them partitioned in its engine)");
+}
+
+}  // namespace
+
 void GPT2Cuda::upload_params(const float* host) {
   Impl& m = *impl_;
+  require_own_buffers(m, "upload_params");
   if (m.storage == Storage::F32) {
     ZT_CUDA_CHECK(cudaMemcpyAsync(m.params, host, m.n_params * sizeof(float), cudaMemcpyHostToDevice, m.stream));
     synchronize();
@@ -363,6 +416,7 @@ void GPT2Cuda::upload_params(const float* host) {
 namespace {
 
 void download_flat(GPT2Cuda::Impl& m, const void* dev, float* host) {
+  require_own_buffers(m, "download");
   if (m.storage == Storage::F32) {
     ZT_CUDA_CHECK(cudaMemcpyAsync(host, dev, m.n_params * sizeof(float), cudaMemcpyDeviceToHost, m.stream));
     ZT_CUDA_CHECK(cudaStreamSynchronize(m.stream));
@@ -383,8 +437,20 @@ void GPT2Cuda::download_params(float* host) { download_flat(*impl_, impl_->param
 void GPT2Cuda::download_grads(float* host) { download_flat(*impl_, impl_->grads, host); }
 
 void GPT2Cuda::zero_grad() {
+  if (!impl_->grads) return;  // stage 3: unit gradient buffers come zeroed from the engine
   ZT_CUDA_CHECK(
       cudaMemsetAsync(impl_->grads, 0, impl_->n_params * storage_bytes(impl_->storage), impl_->stream));
+}
+
+void GPT2Cuda::set_hooks(UnitHooks* hooks) { impl_->hooks = hooks; }
+
+void GPT2Cuda::set_unit_buffers(int unit, void* params, void* grads) {
+  Impl& m = *impl_;
+  if (unit < 0 || static_cast<size_t>(unit) >= m.unit_offset.size())
+    throw RuntimeError("GPT2Cuda::set_unit_buffers: no unit " + std::to_string(unit));
+  const size_t u = static_cast<size_t>(unit), at = m.unit_offset[u] * storage_bytes(m.storage);
+  m.unit_params[u] = params ? params : m.params ? static_cast<char*>(m.params) + at : nullptr;
+  m.unit_grads[u] = grads ? grads : m.grads ? static_cast<char*>(m.grads) + at : nullptr;
 }
 
 void* GPT2Cuda::device_params() { return impl_->params; }

@@ -3,7 +3,9 @@
 // CPU model (engine/model/gpt2.h), so that parameters and gradients move between the two as one flat buffer.
 // Parameters, activations and gradients are stored in one storage type (fp32, bf16 or fp16); the kernels compute in
 // fp32, and LayerNorm statistics, attention probabilities or log-sum-exp and the losses are kept in fp32.
-// What it does not do (yet): ZeRO partitioning, unit hooks, activation checkpointing.
+// For ZeRO stage 3 it exposes the CPU model's unit hooks (UnitHooks, same units and order): each unit's parameters
+// and gradients can live in buffers of their own, and the model may be built without full-size buffers at all.
+// What it does not do (yet): activation checkpointing.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -23,8 +25,10 @@ class GPT2Cuda {
  public:
   // layout: GPT2::params() of a CPU model of the same dims (the flat order is taken from it and checked).
   // flash_attention: the online-softmax forward (keeps lse instead of [T,T] probabilities per layer).
+  // own_buffers = false (stage 3): no full-size parameter and gradient buffers; every unit must be given buffers
+  // through set_unit_buffers (from a hook) before the model touches it.
   GPT2Cuda(const ModelDims& dims, const std::vector<ParamInfo>& layout, bool flash_attention,
-           Storage storage = Storage::F32);
+           Storage storage = Storage::F32, bool own_buffers = true);
   ~GPT2Cuda();
   GPT2Cuda(const GPT2Cuda&) = delete;
   GPT2Cuda& operator=(const GPT2Cuda&) = delete;
@@ -48,6 +52,13 @@ class GPT2Cuda {
   // For the engine that trains this model (engine/zero/cuda): the flat device buffers (num_params() elements of the
   // storage type), the stream all of the model's work runs on (a cudaStream_t), and the allocator whose blocks may
   // only be used on that stream.
+  // As GPT2's: hooks around each use of a unit (nullptr = none), and unit u's parameters and gradients pointed at
+  // device buffers of that unit's elements in the storage type, laid out as its slice of the flat layout (nullptr:
+  // the slice of the model's own buffers). The pointers are read when a kernel is queued, after the hook.
+  void set_hooks(UnitHooks* hooks);
+  void set_unit_buffers(int unit, void* params, void* grads);
+
+  // nullptr without own buffers.
   void* device_params();
   void* device_grads();
   void* stream();

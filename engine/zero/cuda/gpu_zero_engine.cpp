@@ -13,6 +13,8 @@
 
 #include "engine/base/error.h"
 #include "engine/model/cuda/gpt2_cuda.h"
+#include "engine/zero/cuda/gpu_engine_common.h"
+#include "engine/zero/cuda/gpu_stage3_engine.h"
 #include "engine/zero/cuda/host_offload_optimizer.h"
 #include "engine/zero/cuda/nvtx_range.h"
 #include "engine/zero/engine_common.h"
@@ -24,57 +26,6 @@
 
 namespace zt {
 namespace {
-
-// Named as the CPU optimizer names its buffers, so checkpoints move between the CPU and the GPU path.
-constexpr const char* kExpAvg = "exp_avg";
-constexpr const char* kExpAvgSq = "exp_avg_sq";
-
-template <typename S>
-constexpr cuda::Storage storage_of() {
-  if constexpr (std::is_same_v<S, float>) return cuda::Storage::F32;
-  if constexpr (std::is_same_v<S, __nv_bfloat16>) return cuda::Storage::BF16;
-  return cuda::Storage::F16;
-}
-
-template <typename S>
-constexpr DType dtype_of() {
-  if constexpr (std::is_same_v<S, float>) return DType::F32;
-  if constexpr (std::is_same_v<S, __nv_bfloat16>) return DType::BF16;
-  return DType::F16;
-}
-
-// The reduced fp32 gradients on the device, as finish_gradients (engine/zero/engine_common.h) works on them: the
-// overflow flag and the sum of squares come back to the host, scaling stays on the device.
-class DeviceGradients : public ReducedGradients {
- public:
-  DeviceGradients(float* grads, size_t n, cudaStream_t stream, float* partials, double* sum, int* flag)
-      : grads_(grads), n_(n), stream_(stream), partials_(partials), sum_(sum), flag_(flag) {}
-
-  bool has_nonfinite() override {
-    ZT_CUDA_CHECK(cudaMemsetAsync(flag_, 0, sizeof(int), stream_));
-    cuda::find_nonfinite(flag_, grads_, n_, stream_);
-    int flag = 0;
-    ZT_CUDA_CHECK(cudaMemcpyAsync(&flag, flag_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
-    ZT_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    return flag != 0;
-  }
-  void scale(float factor) override { cuda::scale_inplace(grads_, n_, factor, stream_); }
-  double sum_squares() override {
-    cuda::sum_squares(sum_, partials_, grads_, n_, stream_);
-    double sum = 0.0;
-    ZT_CUDA_CHECK(cudaMemcpyAsync(&sum, sum_, sizeof(double), cudaMemcpyDeviceToHost, stream_));
-    ZT_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    return sum;
-  }
-
- private:
-  float* grads_;
-  size_t n_;
-  cudaStream_t stream_;
-  float* partials_;
-  double* sum_;
-  int* flag_;
-};
 
 // S: the model's storage type. In fp32 the update runs on the model's own parameters at stage 0, as before; in
 // bf16/fp16 every stage keeps an fp32 master (stage 0: of everything, stages 1-2: of the partition) and fp32
@@ -100,19 +51,10 @@ class GpuZeroEngine : public ZeroEngine {
         alloc_(model_->allocator()),
         scaler_(cfg.fp16) {
     if (stage_ > 2) throw RuntimeError("the GPU engine runs ZeRO stages 0-2, not stage " + std::to_string(stage_));
-    if (cfg.optimizer.type == OptimizerType::SGD) throw RuntimeError("the GPU engine has no SGD update (Adam only)");
+    check_gpu_engine_args(cfg, n_, *model_, storage_of<S>(), world_, device_pg_);
     const ZeroConfig& z = cfg.zero;
     if (z.offload_optimizer.device == OffloadDevice::Nvme || z.offload_param.device != OffloadDevice::None)
       throw RuntimeError("the GPU engine offloads only the optimizer, and only to cpu (not nvme, not offload_param)");
-    if (world_ > 1 && device_pg_ == nullptr)
-      throw RuntimeError("the GPU engine needs a process group for device buffers at world size " +
-                         std::to_string(world_));
-    if (model_->num_params() != n_)
-      throw RuntimeError("the GPU engine: the GPU model has " + std::to_string(model_->num_params()) +
-                         " parameters, the layout " + std::to_string(n_));
-    if (model_->storage() != storage_of<S>())
-      throw RuntimeError(std::string("the GPU engine for ") + cuda::storage_name(storage_of<S>()) +
-                         " got a GPU model in " + cuda::storage_name(model_->storage()));
     decoupled_ = cfg.optimizer.type == OptimizerType::AdamW || cfg.optimizer.adam_w_mode;
     state_n_ = partitioned_ ? map_.partition_numel() : n_;
     ranges_ = partitioned_ ? map_.decay_ranges(layout.params(), rank_) : full_decay_ranges(layout);
@@ -298,12 +240,7 @@ class GpuZeroEngine : public ZeroEngine {
   S* model_params() { return static_cast<S*>(model_->device_params()); }
   S* model_grads() { return static_cast<S*>(model_->device_grads()); }
 
-  float* state_buffer(const std::string& name) {
-    if (name == "master") return master_;
-    if (name == kExpAvg) return exp_avg_;
-    if (name == kExpAvgSq) return exp_avg_sq_;
-    throw RuntimeError("the GPU engine has no state buffer '" + name + "' (a checkpoint of another optimizer?)");
-  }
+  float* state_buffer(const std::string& name) { return adam_state_buffer(name, master_, exp_avg_, exp_avg_sq_); }
 
   void upload(float* dev, const float* host, size_t n) {
     ZT_CUDA_CHECK(cudaMemcpyAsync(dev, host, n * sizeof(float), cudaMemcpyHostToDevice, stream_));
@@ -315,13 +252,7 @@ class GpuZeroEngine : public ZeroEngine {
     ZT_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
 
-  // Both device-buffer backends start a collective on their own stream after the work queued on the legacy default
-  // stream (NCCL's communication stream, the staging copier's copy stream). The model computes on a non-blocking
-  // stream, so the legacy stream is made to wait for the model's work here, on the device, without blocking the host.
-  void order_comm_after_compute() {
-    ZT_CUDA_CHECK(cudaEventRecord(grads_ready_, stream_));
-    ZT_CUDA_CHECK(cudaStreamWaitEvent(cudaStreamLegacy, grads_ready_, 0));
-  }
+  void order_comm_after_compute() { order_comm_after(stream_, grads_ready_); }
 
   // Gradients are reduced in fp32, as the CPU engines reduce (DeepSpeed reduces in the 16-bit type by default): the
   // 16-bit gradients are widened, averaged over ranks, and the average rounded to the storage type once.
@@ -438,15 +369,8 @@ class GpuZeroEngine : public ZeroEngine {
 std::unique_ptr<ZeroEngine> make_gpu_zero_engine(const Config& cfg, GPT2& layout,
                                                  std::shared_ptr<cuda::GPT2Cuda> model, ProcessGroup& host_pg,
                                                  ProcessGroup* device_pg) {
-  switch (working_precision(cfg)) {
-    case WorkingPrecision::BF16:
-      return std::make_unique<GpuZeroEngine<__nv_bfloat16>>(cfg, layout, std::move(model), host_pg, device_pg);
-    case WorkingPrecision::F16:
-      return std::make_unique<GpuZeroEngine<__half>>(cfg, layout, std::move(model), host_pg, device_pg);
-    case WorkingPrecision::F32:
-      break;
-  }
-  return std::make_unique<GpuZeroEngine<float>>(cfg, layout, std::move(model), host_pg, device_pg);
+  if (cfg.zero.stage == 3) return make_gpu_stage3_engine(cfg, layout, std::move(model), host_pg, device_pg);
+  return make_for_precision<GpuZeroEngine>(cfg, layout, std::move(model), host_pg, device_pg);
 }
 
 }  // namespace zt

@@ -18,6 +18,7 @@ class GPT2Cuda;
 
 namespace zt {
 
+// Stage 3 goes to make_gpu_stage3_engine (gpu_stage3_engine.h), whose GPU model has no full-size buffers.
 // layout: the CPU model of the same dims holding the initial weights (uploaded here; only its layout is used
 // afterwards). device_pg: collectives over device buffers (NCCL, or Gloo staged through pinned host memory); may be
 // null in a world of one. host_pg: this job's group for host buffers (the norm's partial sums).

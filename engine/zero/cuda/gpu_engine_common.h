@@ -1,0 +1,120 @@
+#pragma once
+// What the GPU engines (gpu_zero_engine.cpp: stages 0-2, gpu_stage3_engine.cpp) share: the storage type's names, the
+// checks of their arguments, the ordering of collectives after the model's work, the checkpoint state names, the
+// reduced fp32 gradients on the device as finish_gradients works on them, and the choice of engine per precision.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <memory>
+#include <string>
+#include <type_traits>
+
+#include "engine/base/error.h"
+#include "engine/comm/process_group.h"
+#include "engine/model/cuda/gpt2_cuda.h"
+#include "engine/zero/engine_common.h"
+#include "engine/zero/mixed_precision.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/grad_update.h"
+
+namespace zt {
+
+// Named as the CPU optimizer names its buffers, so checkpoints move between the CPU and the GPU path.
+constexpr const char* kExpAvg = "exp_avg";
+constexpr const char* kExpAvgSq = "exp_avg_sq";
+
+template <typename S>
+constexpr cuda::Storage storage_of() {
+  if constexpr (std::is_same_v<S, float>) return cuda::Storage::F32;
+  if constexpr (std::is_same_v<S, __nv_bfloat16>) return cuda::Storage::BF16;
+  return cuda::Storage::F16;
+}
+
+template <typename S>
+constexpr DType dtype_of() {
+  if constexpr (std::is_same_v<S, float>) return DType::F32;
+  if constexpr (std::is_same_v<S, __nv_bfloat16>) return DType::BF16;
+  return DType::F16;
+}
+
+// The reduced fp32 gradients on the device, as finish_gradients (engine/zero/engine_common.h) works on them: the
+// overflow flag and the sum of squares come back to the host, scaling stays on the device.
+class DeviceGradients : public ReducedGradients {
+ public:
+  DeviceGradients(float* grads, size_t n, cudaStream_t stream, float* partials, double* sum, int* flag)
+      : grads_(grads), n_(n), stream_(stream), partials_(partials), sum_(sum), flag_(flag) {}
+
+  bool has_nonfinite() override {
+    ZT_CUDA_CHECK(cudaMemsetAsync(flag_, 0, sizeof(int), stream_));
+    cuda::find_nonfinite(flag_, grads_, n_, stream_);
+    int flag = 0;
+    ZT_CUDA_CHECK(cudaMemcpyAsync(&flag, flag_, sizeof(int), cudaMemcpyDeviceToHost, stream_));
+    ZT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return flag != 0;
+  }
+  void scale(float factor) override { cuda::scale_inplace(grads_, n_, factor, stream_); }
+  double sum_squares() override {
+    cuda::sum_squares(sum_, partials_, grads_, n_, stream_);
+    double sum = 0.0;
+    ZT_CUDA_CHECK(cudaMemcpyAsync(&sum, sum_, sizeof(double), cudaMemcpyDeviceToHost, stream_));
+    ZT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return sum;
+  }
+
+ private:
+  float* grads_;
+  size_t n_;
+  cudaStream_t stream_;
+  float* partials_;
+  double* sum_;
+  int* flag_;
+};
+
+// What every GPU engine requires of its arguments (Adam, a device process group beyond one rank, a GPU model of the
+// layout's size in the engine's storage type); throws RuntimeError naming what does not fit.
+inline void check_gpu_engine_args(const Config& cfg, size_t layout_params, const cuda::GPT2Cuda& model,
+                                  cuda::Storage storage, int world, const ProcessGroup* device_pg) {
+  if (cfg.optimizer.type == OptimizerType::SGD) throw RuntimeError("the GPU engine has no SGD update (Adam only)");
+  if (world > 1 && device_pg == nullptr)
+    throw RuntimeError("the GPU engine needs a process group for device buffers at world size " +
+                       std::to_string(world));
+  if (model.num_params() != layout_params)
+    throw RuntimeError("the GPU engine: the GPU model has " + std::to_string(model.num_params()) +
+                       " parameters, the layout " + std::to_string(layout_params));
+  if (model.storage() != storage)
+    throw RuntimeError(std::string("the GPU engine for ") + cuda::storage_name(storage) + " got a GPU model in " +
+                       cuda::storage_name(model.storage()));
+}
+
+// Both device-buffer backends start a collective on their own stream after the work queued on the legacy default
+// stream (NCCL's communication stream, the staging copier's copy stream). The model computes on a non-blocking
+// stream, so the legacy stream is made to wait for the model's work here, on the device, without blocking the host.
+inline void order_comm_after(cudaStream_t compute, cudaEvent_t event) {
+  ZT_CUDA_CHECK(cudaEventRecord(event, compute));
+  ZT_CUDA_CHECK(cudaStreamWaitEvent(cudaStreamLegacy, event, 0));
+}
+
+// The checkpoint buffer called name among the fp32 master and Adam's moments.
+inline float* adam_state_buffer(const std::string& name, float* master, float* exp_avg, float* exp_avg_sq) {
+  if (name == "master") return master;
+  if (name == kExpAvg) return exp_avg;
+  if (name == kExpAvgSq) return exp_avg_sq;
+  throw RuntimeError("the GPU engine has no state buffer '" + name + "' (a checkpoint of another optimizer?)");
+}
+
+// Engine<S> for the config's working precision (S: float, __nv_bfloat16, __half).
+template <template <typename> class Engine, typename... Args>
+std::unique_ptr<ZeroEngine> make_for_precision(const Config& cfg, Args&&... args) {
+  switch (working_precision(cfg)) {
+    case WorkingPrecision::BF16:
+      return std::make_unique<Engine<__nv_bfloat16>>(cfg, std::forward<Args>(args)...);
+    case WorkingPrecision::F16:
+      return std::make_unique<Engine<__half>>(cfg, std::forward<Args>(args)...);
+    case WorkingPrecision::F32:
+      break;
+  }
+  return std::make_unique<Engine<float>>(cfg, std::forward<Args>(args)...);
+}
+
+}  // namespace zt
