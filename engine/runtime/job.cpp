@@ -48,21 +48,13 @@ int run_worker(const Config& cfg, const std::optional<WorkerEnv>& env) {
                  dist.world_size, dist.world_size);
   // The error is printed while this rank's connections are still open: closing them first would make the other
   // ranks fail with "connection closed" and the launcher stop this one before its own cause got out.
-  try {
+  return run_main("zerotrain", [&] {
     Trainer trainer(cfg, *dist.group, device_pg.get());
     TrainSummary s = trainer.run();
     if (dist.rank == 0 && !s.losses.empty())
       spdlog::info("done: {} steps, loss {:.4f} -> {:.4f}", s.steps, s.losses.front(), s.losses.back());
-  } catch (const Error& e) {
-    std::fprintf(stderr, "zerotrain: error: %s\n", e.what());
-    std::fflush(stderr);
-    return e.exit_code();
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "zerotrain: error: %s\n", e.what());
-    std::fflush(stderr);
-    return kExitRuntime;
-  }
-  return kExitOk;
+    return static_cast<int>(kExitOk);
+  });
 }
 
 }  // namespace

@@ -282,13 +282,8 @@ int check_all(ProcessGroup& g, int rank, int world_size) {
   return checks;
 }
 
-int run(int argc, char** argv) {
-  std::string mode = argc > 1 ? argv[1] : "check";
-  double timeout_s = std::getenv("ZT_TEST_TIMEOUT_S") ? std::atof(std::getenv("ZT_TEST_TIMEOUT_S")) : 30.0;
-  auto d = init_distributed(CommBackend::Gloo, timeout_s);
+int run_mode(const std::string& mode, char** argv, Distributed& d) {
   ProcessGroup& g = *d.group;
-  if (g.rank() != d.rank || g.size() != d.world_size) throw RuntimeError("group rank/size disagree with env");
-
   std::vector<int> everyone(static_cast<size_t>(d.world_size));
   for (int i = 0; i < d.world_size; ++i) everyone[static_cast<size_t>(i)] = i;
   if (mode == "check") {
@@ -348,6 +343,17 @@ int run(int argc, char** argv) {
     return 0;
   }
   throw ConfigError("unknown mode '" + mode + "'");
+}
+
+int run(int argc, char** argv) {
+  std::string mode = argc > 1 ? argv[1] : "check";
+  double timeout_s = std::getenv("ZT_TEST_TIMEOUT_S") ? std::atof(std::getenv("ZT_TEST_TIMEOUT_S")) : 30.0;
+  auto d = init_distributed(CommBackend::Gloo, timeout_s);
+  if (d.group->rank() != d.rank || d.group->size() != d.world_size)
+    throw RuntimeError("group rank/size disagree with env");
+  // The error is printed while this rank's connections are still open, as zerotrain's job does: closing them first
+  // lets a peer fail on the closed connection and the launcher stop this rank before its own cause is out.
+  return run_main("zt_comm_worker", [&] { return run_mode(mode, argv, d); });
 }
 
 }  // namespace
