@@ -39,7 +39,7 @@ trap '[[ -n $SAMPLER ]] && kill "$SAMPLER" 2> /dev/null; rm -rf "$TMP"' EXIT
 vocab_of() {
   case $1 in
     gpt2-tiny) echo 256 ;;
-    gpt2-124M | gpt2-350M | gpt2-774M | gpt2-1.5B) echo 50257 ;;
+    gpt2-124M | gpt2-350M | gpt2-774M | gpt2-1558M) echo 50257 ;;
     *) echo "gpu_train_bench: unknown model $1" >&2; exit 2 ;;
   esac
 }
@@ -143,7 +143,7 @@ flops_per_token() {  # model T -> 6 N + 12 L T C
   local L C
   case $1 in
     gpt2-tiny) L=2 C=64 ;; gpt2-124M) L=12 C=768 ;; gpt2-350M) L=24 C=1024 ;; gpt2-774M) L=36 C=1280 ;;
-    gpt2-1.5B) L=48 C=1600 ;;
+    gpt2-1558M) L=48 C=1600 ;;
   esac
   echo $(( 6 * (L * 12 * C * C + $(vocab_of "$1") * C) + 12 * L * $2 * C ))
 }
