@@ -3,7 +3,6 @@
 #include "engine/runtime/job.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <thread>
@@ -27,14 +26,8 @@ int run_worker(const Config& cfg, const std::optional<WorkerEnv>& env) {
   if (env) init_logging(prefixed_by_launcher ? 0 : env->rank, prefixed_by_launcher ? 1 : env->world_size);
   // On the GPU, each rank takes its local GPU before any CUDA resource exists; the job's group then serves host
   // buffers (Gloo) and a second one, over the same store, the gradients and parameters on the device.
-  TrainDevice device = TrainDevice::Cpu;
-  try {
-    device = choose_train_device(cfg);
-    if (device == TrainDevice::Cuda) use_gpu_of_local_rank(env ? env->local_rank : 0);
-  } catch (const Error& e) {
-    std::fprintf(stderr, "zerotrain: error: %s\n", e.what());
-    return e.exit_code();
-  }
+  const TrainDevice device = choose_train_device(cfg);
+  if (device == TrainDevice::Cuda) use_gpu_of_local_rank(env ? env->local_rank : 0);
   const CommBackend host_backend = device == TrainDevice::Cuda ? CommBackend::Gloo : cfg.comm.backend;
   Distributed dist = env ? init_distributed(*env, host_backend, cfg.comm.timeout_s)
                          : init_distributed(host_backend, cfg.comm.timeout_s);
