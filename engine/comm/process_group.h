@@ -25,6 +25,14 @@ class Work {
   // Blocks until done; throws RuntimeError naming the operation when it failed or outlived the timeout.
   virtual void wait() = 0;
   virtual bool is_completed() = 0;
+  // Makes `stream` (a cudaStream_t) wait on the device for this work without blocking the host, so that kernels
+  // queued on it afterwards see the result. Returns false when the backend cannot (its result reaches the buffer only
+  // in wait(), as the host-staged path's copy back): then the caller must wait(). Either way wait() must still be
+  // called once to report a failure or a timeout.
+  virtual bool wait_on_stream(void* stream) {
+    (void)stream;
+    return false;
+  }
 };
 
 class ProcessGroup {

@@ -1,5 +1,6 @@
 // NCCL process group: one communicator and one non-blocking communication stream per group. Ordering against
-// compute: an event recorded on the caller's default stream is waited on by the comm stream before each collective.
+// compute: an event recorded on the caller's default stream is waited on by the comm stream before each collective;
+// the other way, Work::wait_on_stream makes a compute stream wait for the collective's completion event.
 #include "engine/comm/cuda/nccl_process_group.h"
 
 #include <cuda_runtime.h>
@@ -69,6 +70,10 @@ class NcclWork : public Work {
     }
   }
   bool is_completed() override { return cudaEventQuery(done_) == cudaSuccess; }
+  bool wait_on_stream(void* stream) override {
+    check_cuda(cudaStreamWaitEvent(static_cast<cudaStream_t>(stream), done_, 0), what_);
+    return true;
+  }
 
  private:
   cudaEvent_t done_;

@@ -299,6 +299,13 @@ int run_mode(const std::string& mode, char** argv, Distributed& d) {
     // A second round must find its staging buffers in the pool.
     const size_t allocations = copier->allocations;
     checks += check_all(*staged, d.rank, d.world_size);
+    // The result reaches the device buffer only in wait() (the copy back): no device-side wait to offer.
+    std::vector<float> one(1, 1.0f);
+    auto work = staged->allreduce_async(one.data(), 1, DType::F32, ReduceOp::Sum);
+    if (work->wait_on_stream(nullptr)) throw RuntimeError("staged: wait_on_stream claimed a device-side wait");
+    work->wait();
+    if (one[0] != static_cast<float>(d.world_size)) throw RuntimeError("staged: allreduce after wait_on_stream");
+    ++checks;
     staged->barrier();
     std::printf("rank %d: %d staged checks passed; %zu bytes to host, %zu to device, %zu pinned allocations "
                 "(%zu in the second round)\n",

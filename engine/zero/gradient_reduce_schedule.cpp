@@ -1,0 +1,90 @@
+#include "engine/zero/gradient_reduce_schedule.h"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+
+#include "engine/base/error.h"
+
+namespace zt {
+
+GradientReduceSchedule::GradientReduceSchedule(std::vector<size_t> unit_elements, const std::vector<int>& order,
+                                               size_t bucket_elements, bool overlap, BucketReducer& reducer)
+    : elements_(std::move(unit_elements)),
+      order_(order),
+      overlap_(overlap),
+      reducer_(reducer),
+      bucket_of_(elements_.size(), 0),
+      ready_(elements_.size(), false) {
+  std::vector<bool> seen(elements_.size(), false);
+  if (order_.size() != elements_.size())
+    throw RuntimeError("gradient reduce schedule: the backward order names " + std::to_string(order_.size()) +
+                       " units, the model has " + std::to_string(elements_.size()));
+  const size_t cap = std::max<size_t>(bucket_elements, 1);
+  bool open = false;
+  for (int u : order_) {
+    if (u < 0 || static_cast<size_t>(u) >= elements_.size() || seen[static_cast<size_t>(u)])
+      throw RuntimeError("gradient reduce schedule: unit " + std::to_string(u) +
+                         " is unknown or twice in the backward order");
+    seen[static_cast<size_t>(u)] = true;
+    const size_t e = elements_[static_cast<size_t>(u)];
+    if (open && buckets_.back().elements + e > cap) open = false;
+    if (!open) {
+      buckets_.emplace_back();
+      open = true;
+    }
+    ReduceBucket& b = buckets_.back();
+    b.units.push_back(u);
+    b.elements += e;
+    bucket_of_[static_cast<size_t>(u)] = buckets_.size() - 1;
+    if (b.elements >= cap) open = false;
+  }
+  for (ReduceBucket& b : buckets_) std::sort(b.units.begin(), b.units.end());
+  missing_.resize(buckets_.size());
+  for (size_t i = 0; i < buckets_.size(); ++i) missing_[i] = buckets_[i].units.size();
+}
+
+void GradientReduceSchedule::unit_ready(int unit) {
+  if (unit < 0 || static_cast<size_t>(unit) >= elements_.size())
+    throw RuntimeError("gradient reduce schedule: no unit " + std::to_string(unit));
+  const size_t u = static_cast<size_t>(unit);
+  if (ready_[u])
+    throw RuntimeError("gradient reduce schedule: unit " + std::to_string(unit) +
+                       " completed twice in one micro-batch");
+  ready_[u] = true;
+  ++ready_count_;
+  const size_t b = bucket_of_[u];
+  if (--missing_[b] > 0) return;
+  reducer_.launch(b);
+  if (overlap_) {
+    launched_.push_back(b);
+  } else {
+    reducer_.complete(b);
+  }
+}
+
+void GradientReduceSchedule::finish() {
+  for (int u : order_)
+    if (!ready_[static_cast<size_t>(u)])
+      throw RuntimeError("gradient reduce schedule: unit " + std::to_string(u) +
+                         " never completed its backward in this micro-batch");
+  std::vector<size_t> launched;
+  launched.swap(launched_);
+  abandon();  // the new round starts even if a completion throws
+  for (size_t b : launched) reducer_.complete(b);
+}
+
+void GradientReduceSchedule::reduce_all() {
+  for (int u : order_)
+    if (!ready_[static_cast<size_t>(u)]) unit_ready(u);
+  finish();
+}
+
+void GradientReduceSchedule::abandon() {
+  std::fill(ready_.begin(), ready_.end(), false);
+  for (size_t i = 0; i < buckets_.size(); ++i) missing_[i] = buckets_[i].units.size();
+  launched_.clear();
+  ready_count_ = 0;
+}
+
+}  // namespace zt

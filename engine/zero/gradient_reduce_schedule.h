@@ -1,0 +1,66 @@
+#pragma once
+// When the GPU engine (stages 0-2) reduces gradients during backward: units are grouped into buckets of about
+// reduce_bucket_size elements in the order backward completes them (as the CPU GradientBucketer fills its buckets),
+// a bucket's collective is launched as soon as the last of its units is complete, and every launched bucket is
+// completed (its result made usable) at the end of the micro-batch, or right after its launch without overlap_comm.
+// The buffers and collectives are a BucketReducer's; this class only decides the order, in plain C++, so that the
+// order is tested on the CPU against a fake.
+#include <cstddef>
+#include <vector>
+
+namespace zt {
+
+class BucketReducer {
+ public:
+  virtual ~BucketReducer() = default;
+  // Every unit of bucket b is complete for this micro-batch: copy it out and start the bucket's collective (may
+  // return before the collective is done).
+  virtual void launch(size_t bucket) = 0;
+  // The bucket's collective must be done before the work that follows (a device-side wait where the backend has one)
+  // and its result is used.
+  virtual void complete(size_t bucket) = 0;
+};
+
+// The units of one bucket, ascending (consecutive unit numbers when the order is), and their total elements.
+struct ReduceBucket {
+  std::vector<int> units;
+  size_t elements = 0;
+};
+
+class GradientReduceSchedule {
+ public:
+  // unit_elements[u]: what unit u adds to a bucket. order: every unit once, in the order backward completes them.
+  // A bucket is closed before a unit that would take it past bucket_elements, and when it reaches bucket_elements;
+  // a unit larger than that has a bucket of its own. Throws RuntimeError for an order that is not a permutation.
+  GradientReduceSchedule(std::vector<size_t> unit_elements, const std::vector<int>& order, size_t bucket_elements,
+                         bool overlap, BucketReducer& reducer);
+
+  const std::vector<ReduceBucket>& buckets() const { return buckets_; }
+  size_t bucket_of(int unit) const { return bucket_of_[static_cast<size_t>(unit)]; }
+
+  // Unit's gradient is complete for this micro-batch; launches its bucket when this was the bucket's last unit.
+  // Throws RuntimeError for an unknown unit or one already complete in this round.
+  void unit_ready(int unit);
+  // Every unit must have been ready (RuntimeError naming the first missing one otherwise); completes the launched
+  // buckets not yet completed, in launch order, and starts a new round.
+  void finish();
+  // Marks every unit not yet ready as ready, in the order, then finish(): the whole gradient at once.
+  void reduce_all();
+  // Forgets the round (after an exception); buckets already launched are not completed.
+  void abandon();
+  bool in_round() const { return ready_count_ > 0; }
+
+ private:
+  std::vector<size_t> elements_;
+  std::vector<int> order_;
+  bool overlap_;
+  BucketReducer& reducer_;
+  std::vector<ReduceBucket> buckets_;
+  std::vector<size_t> bucket_of_;
+  std::vector<bool> ready_;
+  std::vector<size_t> missing_;  // per bucket: units not yet ready in this round
+  std::vector<size_t> launched_;  // launched and not completed, in launch order
+  size_t ready_count_ = 0;
+};
+
+}  // namespace zt
