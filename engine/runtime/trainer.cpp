@@ -157,6 +157,7 @@ TrainSummary Trainer::run() {
     double loss_sum = 0.0;
     for (int64_t m = 0; m < gas; ++m) {
       train.next_batch(inputs.data(), targets.data());
+      engine->begin_micro_batch(m + 1 == gas);
       loss_sum += step_model->forward(inputs.data(), targets.data(), B, T);
       step_model->backward(engine->loss_scale() / static_cast<float>(gas));
       engine->end_micro_batch(m + 1 == gas);

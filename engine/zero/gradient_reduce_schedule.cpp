@@ -87,4 +87,30 @@ void GradientReduceSchedule::abandon() {
   ready_count_ = 0;
 }
 
+BucketStaging bucket_staging(const std::vector<ReduceBucket>& buckets, const PartitionMap& map) {
+  const std::vector<UnitShard>& units = map.units();
+  const size_t world = static_cast<size_t>(map.world_size());
+  BucketStaging s;
+  s.in_chunk.assign(units.size(), 0);
+  for (size_t b = 0; b < buckets.size(); ++b) {
+    size_t chunk = 0, padded = 0;
+    for (size_t i = 0; i < buckets[b].units.size(); ++i) {
+      const int u = buckets[b].units[i];
+      if (u < 0 || static_cast<size_t>(u) >= units.size() || (i > 0 && u != buckets[b].units[i - 1] + 1))
+        throw RuntimeError("bucket staging: bucket " + std::to_string(b) + " is not a run of consecutive units");
+      s.in_chunk[static_cast<size_t>(u)] = chunk;
+      chunk += units[static_cast<size_t>(u)].shard;
+      padded += units[static_cast<size_t>(u)].padded;
+    }
+    if (padded != buckets[b].elements || chunk * world != padded)
+      throw RuntimeError("bucket staging: bucket " + std::to_string(b) + " has " +
+                         std::to_string(buckets[b].elements) + " elements, its units " + std::to_string(padded) +
+                         " padded");
+    s.base.push_back(s.total);
+    s.chunk.push_back(chunk);
+    s.total += padded;
+  }
+  return s;
+}
+
 }  // namespace zt

@@ -8,6 +8,8 @@
 #include <cstddef>
 #include <vector>
 
+#include "engine/zero/partition_map.h"
+
 namespace zt {
 
 class BucketReducer {
@@ -62,5 +64,16 @@ class GradientReduceSchedule {
   std::vector<size_t> launched_;  // launched and not completed, in launch order
   size_t ready_count_ = 0;
 };
+
+// Stages 1-2: one reduce-scatter per bucket needs the bucket's units laid out rank by rank. Bucket b's region of the
+// staging buffer starts at base[b] and holds world chunks of chunk[b] elements; chunk r holds shard r of each of the
+// bucket's units (zero beyond its numel), unit u at in_chunk[u] within the chunk. The units of a bucket must be
+// consecutive, so that the reduced chunk is the partition's range [local_offset of its first unit, + chunk[b]).
+// The buckets' elements must be the units' padded sizes. Throws RuntimeError for buckets that break this.
+struct BucketStaging {
+  std::vector<size_t> base, chunk, in_chunk;
+  size_t total = 0;  // elements of the whole staging buffer
+};
+BucketStaging bucket_staging(const std::vector<ReduceBucket>& buckets, const PartitionMap& map);
 
 }  // namespace zt

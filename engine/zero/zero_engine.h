@@ -45,6 +45,10 @@ class ZeroEngine {
   virtual ~ZeroEngine() = default;
   // Before the first micro-batch of an optimizer step.
   virtual void begin_step() = 0;
+  // Before the forward of one micro-batch; last says it is the step's last one. A hint: an engine that reduces
+  // during the last micro-batch's backward (the GPU engine at stages 0-1) does so only when told, and otherwise
+  // reduces at end_micro_batch(true).
+  virtual void begin_micro_batch(bool last) { (void)last; }
   // After the backward of one micro-batch; last says it is the step's last one (the accumulation boundary).
   virtual void end_micro_batch(bool last) = 0;
   // Clips, updates with lr (the 1-based optimizer step number drives bias correction) and makes the updated

@@ -113,6 +113,7 @@ void train_steps(const Config& cfg, EngineRun& s, int from, int to, Trained& out
     double loss = 0.0;
     for (int m = 0; m < kAccum; ++m) {
       fill_tokens(tokens, step, m);
+      s.engine->begin_micro_batch(m + 1 == kAccum);
       loss += s.step_model->forward(tokens.data(), tokens.data() + 1, kB, kT);
       s.step_model->backward(s.engine->loss_scale() / kAccum);
       s.engine->end_micro_batch(m + 1 == kAccum);

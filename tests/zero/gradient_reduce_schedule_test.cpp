@@ -1,9 +1,13 @@
 // GradientReduceSchedule (the GPU stages 0-2's reduction during backward) against a recording fake reducer: a bucket
 // is launched only once all its units are complete and exactly once per micro-batch, no unit is missed, with
 // overlap_comm no bucket is completed before the end of the micro-batch, without it each right after its launch, and
-// the bucket boundaries follow the CPU bucketer's rule.
+// the bucket boundaries follow the CPU bucketer's rule. The staging layout of stages 1-2 (one reduce-scatter per
+// bucket), filled as the GPU engine fills it and reduced by a simulated reduce-scatter over several ranks, gives
+// every rank exactly its partition of the summed gradient.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
 #include <set>
 #include <string>
 #include <vector>
@@ -184,6 +188,74 @@ TEST(GradientReduceSchedule, AnAbandonedRoundStartsAfresh) {
   r.new_round();
   backward(s, r, backward_order(2));
   EXPECT_EQ(r.log, std::vector<std::string>({"L0", "C0"}));
+}
+
+// Several ranks' gradients (flat layout) through the staging of every bucket, a reduce-scatter (sum, in rank order)
+// simulated on the host, and each rank's reduced chunk written where the GPU engine writes it: every element of
+// every rank's partition must be the partition of the summed gradient, written once.
+void check_staging(const std::vector<UnitRange>& ranges, int world, size_t bucket_elements) {
+  SCOPED_TRACE("world " + std::to_string(world) + ", bucket " + std::to_string(bucket_elements));
+  const PartitionMap map(ranges, world);
+  const std::vector<UnitShard>& units = map.units();
+  std::vector<size_t> padded;
+  for (const UnitShard& u : units) padded.push_back(u.padded);
+  FakeReducer r;
+  GradientReduceSchedule s(padded, backward_order(static_cast<int>(units.size())), bucket_elements, true, r);
+  const BucketStaging st = bucket_staging(s.buckets(), map);
+  const size_t n = ranges.back().offset + ranges.back().numel, W = static_cast<size_t>(world);
+  std::vector<std::vector<float>> grads(W, std::vector<float>(n)), staging(W, std::vector<float>(st.total, std::numeric_limits<float>::quiet_NaN()));
+  std::vector<float> sum(n, 0.0f);
+  for (size_t k = 0; k < W; ++k)
+    for (size_t i = 0; i < n; ++i) {
+      grads[k][i] = static_cast<float>((i * 7 + k * 13) % 31) - 15.0f;
+      sum[i] += grads[k][i];
+    }
+  // Fill: shard q of unit u at base + q * chunk + in_chunk[u], zero beyond numel (copy_unit_shards on the GPU).
+  for (size_t k = 0; k < W; ++k)
+    for (size_t b = 0; b < s.buckets().size(); ++b)
+      for (int u : s.buckets()[b].units) {
+        const UnitShard& us = units[static_cast<size_t>(u)];
+        for (size_t q = 0; q < W; ++q)
+          for (size_t i = 0; i < us.shard; ++i) {
+            const size_t e = q * us.shard + i;
+            staging[k][st.base[b] + q * st.chunk[b] + st.in_chunk[static_cast<size_t>(u)] + i] =
+                e < us.numel ? grads[k][us.flat_offset + e] : 0.0f;
+          }
+      }
+  for (size_t k = 0; k < W; ++k)
+    for (float v : staging[k]) ASSERT_FALSE(std::isnan(v)) << "a staging element nobody wrote";
+  for (size_t rank = 0; rank < W; ++rank) {
+    std::vector<float> part(map.partition_numel(), std::numeric_limits<float>::quiet_NaN()), want(part.size());
+    for (size_t b = 0; b < s.buckets().size(); ++b) {
+      float* out = part.data() + units[static_cast<size_t>(s.buckets()[b].units.front())].local_offset;
+      for (size_t i = 0; i < st.chunk[b]; ++i) {
+        ASSERT_TRUE(std::isnan(out[i])) << "partition element written by two buckets";
+        float acc = 0.0f;
+        for (size_t k = 0; k < W; ++k) acc += staging[k][st.base[b] + rank * st.chunk[b] + i];
+        out[i] = acc;
+      }
+    }
+    map.flat_to_partition(sum.data(), want.data(), static_cast<int>(rank));
+    for (size_t i = 0; i < part.size(); ++i) ASSERT_EQ(part[i], want[i]) << "rank " << rank << ", element " << i;
+  }
+}
+
+TEST(GradientReduceSchedule, BucketStagingGivesEachRankItsPartitionOfTheSum) {
+  const std::vector<UnitRange> ranges = {{0, 300}, {300, 37}, {337, 1000}, {1337, 64}, {1401, 5}};
+  for (int world : {1, 2, 3, 4})
+    for (size_t bucket : {size_t{1}, size_t{700}, size_t{2000}, size_t{1} << 20}) check_staging(ranges, world, bucket);
+}
+
+TEST(GradientReduceSchedule, BucketStagingRefusesBucketsThatAreNotOneRange) {
+  const PartitionMap map(std::vector<UnitRange>{{0, 10}, {10, 10}, {20, 10}}, 2);
+  ReduceBucket gap;
+  gap.units = {0, 2};
+  gap.elements = map.units()[0].padded + map.units()[2].padded;
+  EXPECT_THROW(bucket_staging({gap}, map), RuntimeError);
+  ReduceBucket wrong;
+  wrong.units = {1};
+  wrong.elements = 3;
+  EXPECT_THROW(bucket_staging({wrong}, map), RuntimeError);
 }
 
 }  // namespace

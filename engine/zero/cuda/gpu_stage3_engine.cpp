@@ -28,7 +28,9 @@ namespace {
 // of the working copy, a unit's gradient, the add of an earlier reduce-scatter's result), and a buffer freed to the
 // allocator before the issue is never written by the collective while a queued kernel still reads it. The other way,
 // a collective's result is used only after its Work::wait() returned on the host (the data is then on the device),
-// so kernels queued after it see it.
+// or, for a gather where the backend can (NCCL), after the model's stream was made to wait for it on the device
+// (Work::wait_on_stream), so kernels queued after it see it; a gathered buffer freed after its unit's kernels is
+// reused only by kernels queued after that wait, or by a collective ordered after them.
 // Overlap that follows: a prefetched unit's all-gather runs while the kernels of the units before it (already
 // queued) compute; a unit's reduce-scatter runs while the next unit's backward computes (it is waited one unit later).
 template <typename S>
@@ -215,7 +217,10 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
     planner_->fetch(unit);
     model_->set_unit_buffers(unit, gathered_[idx(unit)], nullptr);
   }
-  void after_forward(int unit) override { planner_->release(unit); }
+  void after_forward(int unit) override {
+    planner_->release(unit);
+    check_gathers();
+  }
   void before_backward(int unit) override {
     // The tied unit 0 is used twice in backward (LM head, then embeddings): one gradient buffer for both.
     S*& g = unit_grads_[idx(unit)];
@@ -229,6 +234,7 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
   }
   void after_backward(int unit) override {
     planner_->release(unit);
+    check_gathers();
     reduce_unit(unit);
   }
 
@@ -245,11 +251,21 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
     order_comm_after_compute();
     gather_work_[idx(unit)] = device_pg_->allgather_async(working_ + u.local_offset, buf, u.shard, dtype_of<S>());
   }
+  // The model's stream waits for the gather on the device where the backend can (NCCL), so the host goes on queuing
+  // the unit's kernels; the host checks the gather (failure, timeout) after they are queued, in check_gathers.
   void finish(int unit) override {
     std::shared_ptr<Work>& w = gather_work_[idx(unit)];
     if (!w) return;
-    w->wait();
+    if (w->wait_on_stream(stream_))
+      unchecked_gathers_.push_back(std::move(w));
+    else
+      w->wait();
     w.reset();
+  }
+  // Called before anything that blocks the host on the model's stream, which a hung gather would block forever.
+  void check_gathers() {
+    for (std::shared_ptr<Work>& w : unchecked_gathers_) w->wait();
+    unchecked_gathers_.clear();
   }
   void drop(int unit) override {
     give_back(gathered_[idx(unit)]);
@@ -297,6 +313,7 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
   }
 
   void finish_reductions() {
+    check_gathers();
     while (!pending_.empty()) complete_front_reduction();
   }
 
@@ -382,6 +399,7 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
   std::deque<PendingReduce> pending_;
   std::vector<S*> gathered_;  // per unit: its full parameters while the planner holds them
   std::vector<std::shared_ptr<Work>> gather_work_;
+  std::vector<std::shared_ptr<Work>> unchecked_gathers_;  // waited on the device, not yet on the host
   std::vector<S*> unit_grads_;  // per unit: its full gradient from its first backward use to its reduction
   std::unique_ptr<UnitGatherPlanner> planner_;
 };

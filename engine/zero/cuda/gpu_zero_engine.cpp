@@ -19,6 +19,7 @@
 #include "engine/zero/cuda/nvtx_range.h"
 #include "engine/zero/engine_common.h"
 #include "engine/zero/gradient_bucketer.h"
+#include "engine/zero/gradient_reduce_schedule.h"
 #include "kernels/cuda/caching_allocator.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/elementwise.h"
@@ -30,8 +31,18 @@ namespace {
 // S: the model's storage type. In fp32 the update runs on the model's own parameters at stage 0, as before; in
 // bf16/fp16 every stage keeps an fp32 master (stage 0: of everything, stages 1-2: of the partition) and fp32
 // reduced gradients, as the CPU engines and DeepSpeed's mixed-precision optimizers do.
+// Reduction during backward: through the model's unit hooks each unit's after_backward tells the schedule
+// (engine/zero/gradient_reduce_schedule.h) that its gradient is complete; a bucket of units (reduce_bucket_size
+// elements, in backward order) is copied out and its collective issued as soon as its last unit is complete, ordered
+// after the kernels queued so far (order_comm_after), so it runs while the rest of backward computes. Stages 0-1 do
+// this during the last micro-batch's backward (announced by begin_micro_batch; unannounced, everything is reduced at
+// the boundary), stage 2 during every micro-batch's, adding each micro-batch's reduced shards into the fp32 gradient
+// partition. A bucket is completed at the end of the micro-batch (with overlap_comm) or right after its launch
+// (without): the model's stream waits for the collective on the device (Work::wait_on_stream) where the backend can,
+// on the host otherwise. Every collective's buffers are the engine's own for the whole run (no transient block is
+// handed to another stream), so no record_stream is needed.
 template <typename S>
-class GpuZeroEngine : public ZeroEngine {
+class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReducer {
   static constexpr bool kMixed = !std::is_same_v<S, float>;
 
  public:
@@ -98,24 +109,56 @@ class GpuZeroEngine : public ZeroEngine {
       reduced_ = model_grads();
     }
     model_->upload_params(layout.param_data());
+    plan_reduction();
+    model_->set_hooks(this);
   }
 
   ~GpuZeroEngine() override {
+    model_->set_hooks(nullptr);
     offload_.reset();  // waits for its copies, which may target reduced_ after an interrupted step
+    try {
+      wait_collectives();
+    } catch (...) {  // a failed collective was already reported by the step it cut short
+    }
     cudaStreamSynchronize(stream_);
     for (void* p : blocks_) alloc_.free(p);
     cudaEventDestroy(grads_ready_);
   }
 
-  void begin_step() override { model_->zero_grad(); }
+  void begin_step() override {
+    wait_collectives();  // none unless an exception cut the last step short
+    schedule_->abandon();
+    model_->zero_grad();
+    if (stage_ == 2) ZT_CUDA_CHECK(cudaMemsetAsync(reduced_, 0, state_n_ * sizeof(float), stream_));
+  }
+
+  void begin_micro_batch(bool last) override {
+    if (stage_ < 2) reduce_in_backward_ = last;
+  }
 
   void end_micro_batch(bool last) override {
-    if (!last) return;
-    cuda::NvtxRange range("reduce");
-    if (partitioned_)
-      reduce_scatter_gradients();
+    if (stage_ < 2 && !last) {
+      if (reduce_in_backward_)
+        throw RuntimeError("the GPU engine: begin_micro_batch announced the step's last micro-batch, "
+                           "end_micro_batch says it was not");
+      return;
+    }
+    cuda::NvtxRange range("reduce_wait");
+    // Stage 2 always reduces in backward; stages 0-1 when announced, else the whole gradient now.
+    if (stage_ == 2 || reduce_in_backward_)
+      schedule_->finish();
     else
-      allreduce_gradients();
+      schedule_->reduce_all();
+    reduce_in_backward_ = false;
+    if constexpr (kMixed) {
+      // Stages 0-1 round the reduced gradient to the storage type once (the CPU engines' rule); stage 2 sums each
+      // micro-batch's fp32 reduction without rounding, as the CPU stage 2 does.
+      if (stage_ < 2) cuda::round_to_storage<S>(reduced_, state_n_, stream_);
+    }
+    // The model accumulates into its gradients: stage 2 has reduced this micro-batch's, the next starts at zero
+    // (queued after the copies out of them).
+    if (stage_ == 2) model_->zero_grad();
+    wait_collectives();  // the kernels that use the results are queued; a failure or timeout is reported here
   }
 
   StepResult step(double lr, int64_t step) override {
@@ -254,48 +297,118 @@ class GpuZeroEngine : public ZeroEngine {
 
   void order_comm_after_compute() { order_comm_after(stream_, grads_ready_); }
 
-  // Gradients are reduced in fp32, as the CPU engines reduce (DeepSpeed reduces in the 16-bit type by default): the
-  // 16-bit gradients are widened, averaged over ranks, and the average rounded to the storage type once.
-  void allreduce_gradients() {
-    if constexpr (kMixed) cuda::cast(reduced_, model_grads(), n_, stream_);
-    if (world_ == 1) return;
-    order_comm_after_compute();
-    const size_t bucket = std::max<int64_t>(cfg_.zero.reduce_bucket_size, 1);
-    std::vector<std::shared_ptr<Work>> works;
-    for (size_t at = 0; at < n_; at += bucket)
-      works.push_back(
-          device_pg_->allreduce_async(reduced_ + at, std::min(bucket, n_ - at), DType::F32, ReduceOp::Avg));
-    for (auto& w : works) w->wait();
-    if constexpr (kMixed) cuda::round_to_storage<S>(reduced_, n_, stream_);
+  // ---- reduction during backward ----
+
+  // Buckets of units in backward order (GPT-2 completes units L+1, L, ..., 1, 0), so a bucket is a run of
+  // consecutive units: one range of the flat gradient (stage 0) and of the partition (stages 1-2). At stages 1-2
+  // bucket b has its own region of the fp32 staging buffer (padded_, as many elements), laid out as the
+  // reduce-scatter wants it (bucket_staging).
+  void plan_reduction() {
+    const std::vector<UnitShard>& units = map_.units();
+    std::vector<size_t> elements;
+    std::vector<int> order;
+    for (size_t u = 0; u < units.size(); ++u) {
+      elements.push_back(partitioned_ ? units[u].padded : units[u].numel);
+      order.insert(order.begin(), static_cast<int>(u));
+      const size_t expected = u == 0 ? 0 : units[u - 1].flat_offset + units[u - 1].numel;
+      if (units[u].flat_offset != expected)
+        throw RuntimeError("the GPU engine: unit " + std::to_string(u) + " starts at " +
+                           std::to_string(units[u].flat_offset) + " in the flat layout, not at " +
+                           std::to_string(expected) + " (a bucket must be one range)");
+    }
+    schedule_ = std::make_unique<GradientReduceSchedule>(
+        std::move(elements), order, static_cast<size_t>(std::max<int64_t>(cfg_.zero.reduce_bucket_size, 1)),
+        cfg_.zero.overlap_comm, static_cast<BucketReducer&>(*this));
+    bucket_work_.resize(schedule_->buckets().size());
+    if (partitioned_) staging_ = bucket_staging(schedule_->buckets(), map_);
   }
 
-  // Each unit's gradient into its padded slot (widened to fp32), then one reduce-scatter per unit into this rank's
-  // partition, rounded to the storage type as above.
-  void reduce_scatter_gradients() {
-    const S* g = model_grads();
+  void before_forward(int) override {}
+  void after_forward(int) override {}
+  void before_backward(int) override {}
+  void after_backward(int unit) override {
+    if (stage_ == 2 || reduce_in_backward_) schedule_->unit_ready(unit);
+  }
+
+  // Every unit of the bucket is complete: widen (16 bits) or copy it into the bucket's staging and issue the
+  // bucket's collective after everything queued so far. Gradients are reduced in fp32, as the CPU engines reduce
+  // (DeepSpeed reduces in the 16-bit type by default).
+  void launch(size_t bucket) override {
+    cuda::NvtxRange range("reduce_bucket");
+    const ReduceBucket& b = schedule_->buckets()[bucket];
     const std::vector<UnitShard>& units = map_.units();
-    for (size_t u = 0; u < units.size(); ++u) {
-      float* slot = padded_ + padded_offset_[u];
-      if constexpr (kMixed) {
-        cuda::cast(slot, g + units[u].flat_offset, units[u].numel, stream_);
-      } else {
-        ZT_CUDA_CHECK(cudaMemcpyAsync(slot, g + units[u].flat_offset, units[u].numel * sizeof(float),
-                                      cudaMemcpyDeviceToDevice, stream_));
-      }
-      ZT_CUDA_CHECK(cudaMemsetAsync(slot + units[u].numel, 0, (units[u].padded - units[u].numel) * sizeof(float),
-                                    stream_));
+    const UnitShard& first = units[static_cast<size_t>(b.units.front())];
+    if (!partitioned_) {  // stage 0: the bucket's flat range, all-reduced in place
+      float* range_buf = reduced_ + first.flat_offset;
+      if constexpr (kMixed) cuda::cast(range_buf, model_grads() + first.flat_offset, b.elements, stream_);
+      if (world_ == 1) return;
+      order_comm_after_compute();
+      bucket_work_[bucket] = device_pg_->allreduce_async(range_buf, b.elements, DType::F32, ReduceOp::Avg);
+      return;
     }
-    if (world_ == 1) {  // one rank owns every shard whole: the partition is the padded buffer itself
-      ZT_CUDA_CHECK(cudaMemcpyAsync(reduced_, padded_, state_n_ * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
+    const size_t chunk = staging_.chunk[bucket];
+    float* staging = padded_ + staging_.base[bucket];
+    for (int u : b.units) {
+      const size_t i = static_cast<size_t>(u);
+      copy_unit_shards(staging + staging_.in_chunk[i], chunk, units[i]);
+    }
+    float* out = bucket_output(bucket);
+    if (world_ == 1) {  // the one shard of each unit is the whole padded unit
+      if (stage_ == 1)
+        ZT_CUDA_CHECK(cudaMemcpyAsync(out, staging, chunk * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
       return;
     }
     order_comm_after_compute();
-    std::vector<std::shared_ptr<Work>> works;
-    for (size_t u = 0; u < units.size(); ++u)
-      works.push_back(device_pg_->reduce_scatter_async(padded_ + padded_offset_[u], reduced_ + units[u].local_offset,
-                                                       units[u].shard, DType::F32, ReduceOp::Avg));
-    for (auto& w : works) w->wait();
-    if constexpr (kMixed) cuda::round_to_storage<S>(reduced_, state_n_, stream_);
+    bucket_work_[bucket] = device_pg_->reduce_scatter_async(staging, out, chunk, DType::F32, ReduceOp::Avg);
+  }
+
+  // Stage 1: the rank's range of the partition gradient directly. Stage 2: in place in the staging (this rank's
+  // chunk, which NCCL's in-place reduce-scatter writes and the staged path copies back to), added to the partition
+  // by complete().
+  float* bucket_output(size_t bucket) {
+    const ReduceBucket& b = schedule_->buckets()[bucket];
+    if (stage_ == 1) return reduced_ + map_.units()[static_cast<size_t>(b.units.front())].local_offset;
+    return padded_ + staging_.base[bucket] + static_cast<size_t>(rank_) * staging_.chunk[bucket];
+  }
+
+  // The model's stream waits for the bucket's collective (on the device where the backend can); at stage 2 the
+  // averaged shards are then added into the gradient partition (micro-batches accumulate in fp32).
+  void complete(size_t bucket) override {
+    if (const std::shared_ptr<Work>& w = bucket_work_[bucket]) {
+      if (!w->wait_on_stream(stream_)) w->wait();
+    }
+    if (stage_ != 2) return;
+    const ReduceBucket& b = schedule_->buckets()[bucket];
+    float* part = reduced_ + map_.units()[static_cast<size_t>(b.units.front())].local_offset;
+    cuda::residual_forward(part, part, bucket_output(bucket), staging_.chunk[bucket], stream_);
+  }
+
+  // On the host: every collective issued has finished (its failure or timeout is thrown here).
+  void wait_collectives() {
+    for (std::shared_ptr<Work>& w : bucket_work_) {
+      if (!w) continue;
+      std::shared_ptr<Work> done = std::move(w);
+      w.reset();
+      done->wait();
+    }
+  }
+
+  // Unit u's gradient (numel elements of the storage type in the model's flat buffer) as fp32 shards: shard r into
+  // dst + r * pitch, the padding beyond numel zero.
+  void copy_unit_shards(float* dst, size_t pitch, const UnitShard& u) {
+    const S* g = model_grads() + u.flat_offset;
+    for (size_t r = 0; r < static_cast<size_t>(world_); ++r) {
+      const size_t begin = std::min(u.numel, r * u.shard), n = std::min(u.numel - begin, u.shard);
+      float* row = dst + r * pitch;
+      if (n > 0) {
+        if constexpr (kMixed) {
+          cuda::cast(row, g + begin, n, stream_);
+        } else {
+          ZT_CUDA_CHECK(cudaMemcpyAsync(row, g + begin, n * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
+        }
+      }
+      if (n < u.shard) ZT_CUDA_CHECK(cudaMemsetAsync(row + n, 0, (u.shard - n) * sizeof(float), stream_));
+    }
   }
 
   // Every rank's shard of each unit (partition layout, `part`) into the unit's padded slot of `gathered`.
@@ -361,6 +474,10 @@ class GpuZeroEngine : public ZeroEngine {
   float *master_ = nullptr, *reduced_ = nullptr;
   float* padded_ = nullptr;  // partitioned stages only: every unit padded, for the collectives
   std::unique_ptr<HostOffloadOptimizer> offload_;  // offload_optimizer.device = cpu: master and state on the host
+  std::unique_ptr<GradientReduceSchedule> schedule_;
+  bool reduce_in_backward_ = false;  // stages 0-1: this micro-batch is the step's last (begin_micro_batch)
+  BucketStaging staging_;            // stages 1-2: where each bucket's units are in padded_
+  std::vector<std::shared_ptr<Work>> bucket_work_;  // per bucket: its collective until waited on the host
   std::vector<float> gather_scratch_;  // gather_full_params with offload in 16 bits
 };
 
