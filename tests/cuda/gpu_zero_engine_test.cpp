@@ -6,7 +6,9 @@
 // (sub_group_size) smaller than a unit; in bf16 (to 2e-2, also offloaded), and fp16 with a loss scale that overflows
 // (the same steps skipped, also offloaded). Stage 3 (fp32, bf16, fp16; no offload: the config refuses it there)
 // gathers every unit around each use, resumes from the CPU engine's stage-1 state, and holds a few units at its
-// device peak, never the full model. Skips with "no GPU" without a device.
+// device peak, never the full model. Stages 0-2 reducing in several buckets during backward, with and without
+// overlap_comm, and with the last micro-batch not announced, match the CPU engine too. Skips with "no GPU" without a
+// device.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -52,6 +54,10 @@ Config config(int stage) {
   }
   return cfg;
 }
+
+// Whether train_steps tells the engine which micro-batch is the step's last before its forward (as the trainer does);
+// without it the GPU engine reduces at stages 0-1 only at the boundary.
+bool g_announce_last_micro_batch = true;
 
 struct Trained {
   std::vector<float> losses, params, exp_avg, loss_scales;
@@ -113,7 +119,7 @@ void train_steps(const Config& cfg, EngineRun& s, int from, int to, Trained& out
     double loss = 0.0;
     for (int m = 0; m < kAccum; ++m) {
       fill_tokens(tokens, step, m);
-      s.engine->begin_micro_batch(m + 1 == kAccum);
+      if (g_announce_last_micro_batch) s.engine->begin_micro_batch(m + 1 == kAccum);
       loss += s.step_model->forward(tokens.data(), tokens.data() + 1, kB, kT);
       s.step_model->backward(s.engine->loss_scale() / kAccum);
       s.engine->end_micro_batch(m + 1 == kAccum);
@@ -467,6 +473,50 @@ TEST(GpuZeroEngine, Stage1MatchesCpuEngineAndResumes) {
 TEST(GpuZeroEngine, Stage2MatchesCpuEngineAndResumes) {
   ZT_REQUIRE_GPU();
   check_stage(2);
+}
+
+// Buckets of 60000 elements over this model's units (blocks of 49984 elements, the embeddings 10304, the final
+// LayerNorm 128): {final LayerNorm, block 2}, {block 1}, {embeddings}, each reduced while the backward of the units
+// before it in the model goes on.
+Config bucket_config(const Config& base, bool overlap) {
+  Config cfg = base;
+  cfg.zero.overlap_comm = overlap;
+  cfg.zero.reduce_bucket_size = 60000;
+  return cfg;
+}
+
+void check_buckets(int stage) {
+  for (bool overlap : {true, false}) {
+    SCOPED_TRACE("stage " + std::to_string(stage) + " in buckets, overlap_comm " + (overlap ? "true" : "false"));
+    const Config cfg = bucket_config(config(stage), overlap);
+    check_resume(cfg, true, check_matches_cpu(cfg));
+    if (stage == 2) continue;  // stage 2 reduces in every backward, announced or not
+    SCOPED_TRACE("last micro-batch not announced: reduced at the boundary");
+    g_announce_last_micro_batch = false;
+    check_matches_cpu(cfg);
+    g_announce_last_micro_batch = true;
+  }
+}
+
+TEST(GpuZeroEngine, Stage0ReducesInBucketsDuringBackward) {
+  ZT_REQUIRE_GPU();
+  check_buckets(0);
+}
+
+TEST(GpuZeroEngine, Stage1ReducesInBucketsDuringBackward) {
+  ZT_REQUIRE_GPU();
+  check_buckets(1);
+}
+
+TEST(GpuZeroEngine, Stage2ReducesInBucketsDuringBackward) {
+  ZT_REQUIRE_GPU();
+  check_buckets(2);
+}
+
+TEST(GpuZeroEngine, Bf16Stage2ReducesInBucketsDuringBackward) {
+  ZT_REQUIRE_GPU();
+  SCOPED_TRACE("bf16, stage 2 in buckets with overlap_comm");
+  check_bf16(bucket_config(bf16_config(2), true));
 }
 
 TEST(GpuZeroEngine, Stage1OffloadMatchesCpuOffloadEngineAndResumes) {

@@ -7,8 +7,11 @@ rank, stages 2 and 3 on two) and fp16 (stage 1, a loss scale that does not overf
 same. Stage 3 runs with no persistent unit and no reuse, so every unit is gathered and freed around each use. The
 same with the optimizer offloaded to the CPU (offload_optimizer.device "cpu", pinned, in chunks of 5000 elements) in
 fp32 at stage 1 on one rank and stage 2 on two, and in bf16 at stage 2 on two, against the CPU run with the same
-offload. GPU runs stopped after 3 steps and resumed from their checkpoint (stages 1 and 3) must continue with the
-same losses, and so must a GPU run whose checkpoints go from offloaded to on-device optimizer state and back.
+offload. The same with overlap_comm and buckets of 60000 elements (the final LayerNorm with the last block, each
+other block, the embeddings: several collectives issued during backward, one of them over two units) at stages 0, 1
+and 2 on two ranks in fp32 and at stage 2 in bf16. GPU runs stopped after 3 steps and resumed from their checkpoint
+(stages 1 and 3) must continue with the same losses, and so must a GPU run whose checkpoints go from offloaded to
+on-device optimizer state and back.
 
 Without a GPU (or without CUDA in the build) it checks instead that `train.device=cuda` is refused cleanly (usage
 exit code, the message names train.device, also with bf16, bf16 plus optimizer offload at stage 2 and bf16 at stage
@@ -37,6 +40,8 @@ OFFLOAD = ["zero_optimization.offload_optimizer.device=cpu", "zero_optimization.
 # persistence threshold, and the default reuse distance would keep them all).
 STAGE3_GATHER_EVERY_USE = ["zero_optimization.stage3_param_persistence_threshold=0",
                            "zero_optimization.stage3_max_reuse_distance=0"]
+# Gradients reduced in several buckets while backward goes on (stages 0-2 on the GPU).
+OVERLAPPED_BUCKETS = ["zero_optimization.overlap_comm=true", "zero_optimization.reduce_bucket_size=60000"]
 
 
 def write_shard(path, n_tokens, seed):
@@ -157,29 +162,33 @@ def main():
                   file=sys.stderr)
             return 1
 
-        # (precision, stage, ranks, offload); fp16 starts at scale 2^8, far from overflowing this model's gradients.
+        # (precision, stage, ranks, offload[, "buckets"]); fp16 starts at scale 2^8, far from overflowing this model's
+        # gradients.
         precisions = {"fp32": [], "bf16": ["bf16.enabled=true"],
                       "fp16": ["fp16.enabled=true", "fp16.initial_scale_power=8"]}
         cases = [("fp32", 0, 1, False), ("fp32", 1, 1, False), ("fp32", 2, 1, False), ("fp32", 3, 1, False),
                  ("fp32", 0, 2, False), ("fp32", 2, 2, False), ("fp32", 3, 2, False), ("bf16", 0, 1, False),
                  ("bf16", 1, 1, False), ("bf16", 2, 1, False), ("bf16", 3, 1, False), ("bf16", 2, 2, False),
                  ("bf16", 3, 2, False), ("fp16", 1, 1, False), ("fp32", 1, 1, True), ("fp32", 2, 2, True),
-                 ("bf16", 2, 2, True)]
-        for precision, stage, nproc, offload in cases:
-            name = f"{precision}_s{stage}_n{nproc}" + ("_offload" if offload else "")
+                 ("bf16", 2, 2, True), ("fp32", 0, 2, False, "buckets"), ("fp32", 1, 2, False, "buckets"),
+                 ("fp32", 2, 2, False, "buckets"), ("bf16", 2, 2, False, "buckets")]
+        for precision, stage, nproc, offload, *buckets in cases:
+            name = f"{precision}_s{stage}_n{nproc}" + ("_offload" if offload else "") + ("_buckets" if buckets else "")
             ref_dir, gpu_dir = (os.path.join(tmp, f"{dev}_{name}") for dev in ("cpu", "cuda"))
             results, skips = {}, {}
             for dev, d in (("cpu", ref_dir), ("cuda", gpu_dir)):
                 cmd, p = run(zt, config, d, [f"train.device={dev}", f"zero_optimization.stage={stage}"] +
                              precisions[precision] + (OFFLOAD if offload else []) +
-                             (STAGE3_GATHER_EVERY_USE if stage == 3 else []), nproc)
+                             (STAGE3_GATHER_EVERY_USE if stage == 3 else []) +
+                             (OVERLAPPED_BUCKETS if buckets else []), nproc)
                 if p.returncode != 0:
                     failures.append(f"{' '.join(cmd)} exited {p.returncode}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
                     break
                 results[dev] = losses(d)
                 skips[dev] = skipped_steps(d)
             if len(results) == 2:
-                what = f"{precision} stage {stage}, {nproc} rank(s)" + (", optimizer offloaded" if offload else "")
+                what = f"{precision} stage {stage}, {nproc} rank(s)" + (", optimizer offloaded" if offload else "") + \
+                    (", overlapped buckets" if buckets else "")
                 compare(what, results["cuda"], results["cpu"], range(1, STEPS + 1), failures,
                         REL_TOL if precision == "fp32" else REL_TOL_16BIT)
                 if skips["cuda"] != skips["cpu"]:
