@@ -268,6 +268,7 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
     unchecked_gathers_.clear();
   }
   void drop(int unit) override {
+    check_gathers();  // a prefetch dropped unused (step, import) was finished just before
     give_back(gathered_[idx(unit)]);
     gathered_[idx(unit)] = nullptr;
   }
@@ -322,6 +323,7 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
   void publish_master() {
     if constexpr (kMixed) cuda::cast(working_, master_, part_n_, stream_);
     planner_->end_step();
+    check_gathers();  // the persistent units' gathers, finished by end_step
   }
 
   // ---- buffers ----
