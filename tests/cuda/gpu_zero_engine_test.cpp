@@ -432,6 +432,27 @@ DevicePeak device_peak(const Config& cfg, const ModelDims& dims) {
   return out;
 }
 
+// Stage 2 drops the model's full-size gradient: its device peak over two steps is below stage 1's by the full gradient
+// less the unit buffers it takes instead (the embeddings', held through backward for the tied LM head, and one
+// block's at a time), and memory() counts the fp32 partition as the gradient and those buffers in the comm term.
+TEST(GpuZeroEngine, Stage2HoldsNoFullGradientBuffer) {
+  ZT_REQUIRE_GPU();
+  const ModelDims dims{12, 2, 64, 97, 64};
+  const GPT2 layout(dims, false);
+  const PartitionMap map(layout, 1);
+  size_t padded = 0;
+  for (const UnitShard& u : map.units()) padded += u.padded;
+  const size_t n = layout.num_params(), embeddings = map.units()[0].numel, block = map.units()[1].numel;
+  const DevicePeak s1 = device_peak(config(1), dims), s2 = device_peak(config(2), dims);
+  // Half the expected saving as the margin: the allocator rounds each block up to 512 bytes.
+  EXPECT_LT(s2.peak + (n - embeddings - block) * sizeof(float) / 2, s1.peak)
+      << "stage 1 peak " << s1.peak << " B, stage 2 peak " << s2.peak << " B";
+  EXPECT_EQ(s2.memory.grad_bytes, map.partition_numel() * sizeof(float));
+  EXPECT_EQ(s1.memory.grad_bytes, n * sizeof(float));
+  EXPECT_LE(s2.memory.comm_bytes, (padded + embeddings + block) * sizeof(float));
+  EXPECT_GE(s2.memory.comm_bytes, (padded + embeddings) * sizeof(float));
+}
+
 // Stage 3 with a prefetch bucket of one block and at most three blocks live: beyond the partition the device holds
 // activations and a few units (parameters and gradients), never the whole model. The activations are measured on
 // stage 0's run of the same batch (its step allocates nothing else), so what stage 3 adds on top of them is its

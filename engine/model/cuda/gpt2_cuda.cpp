@@ -434,7 +434,10 @@ void download_flat(GPT2Cuda::Impl& m, const void* dev, float* host) {
 }  // namespace
 
 void GPT2Cuda::download_params(float* host) { download_flat(*impl_, impl_->params, host); }
-void GPT2Cuda::download_grads(float* host) { download_flat(*impl_, impl_->grads, host); }
+void GPT2Cuda::download_grads(float* host) {
+  if (!impl_->grads) throw RuntimeError("GPT2Cuda::download_grads: the model has no full-size gradient buffer");
+  download_flat(*impl_, impl_->grads, host);
+}
 
 void GPT2Cuda::zero_grad() {
   if (!impl_->grads) return;  // stage 3: unit gradient buffers come zeroed from the engine
@@ -451,6 +454,17 @@ void GPT2Cuda::set_unit_buffers(int unit, void* params, void* grads) {
   const size_t u = static_cast<size_t>(unit), at = m.unit_offset[u] * storage_bytes(m.storage);
   m.unit_params[u] = params ? params : m.params ? static_cast<char*>(m.params) + at : nullptr;
   m.unit_grads[u] = grads ? grads : m.grads ? static_cast<char*>(m.grads) + at : nullptr;
+}
+
+void GPT2Cuda::drop_full_grads() {
+  Impl& m = *impl_;
+  if (!m.grads) return;
+  synchronize();  // no queued kernel still writes it
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(m.grads), end = begin + m.n_params * storage_bytes(m.storage);
+  for (void*& g : m.unit_grads)
+    if (reinterpret_cast<uintptr_t>(g) >= begin && reinterpret_cast<uintptr_t>(g) < end) g = nullptr;
+  m.alloc.free(m.grads);
+  m.grads = nullptr;
 }
 
 void* GPT2Cuda::device_params() { return impl_->params; }

@@ -57,6 +57,9 @@ class GPT2Cuda {
   // the slice of the model's own buffers). The pointers are read when a kernel is queued, after the hook.
   void set_hooks(UnitHooks* hooks);
   void set_unit_buffers(int unit, void* params, void* grads);
+  // ZeRO stage 2: frees the full-size gradient buffer (the parameters stay); from then on every unit's gradient
+  // buffer must be given through set_unit_buffers (from a hook) before the model writes it; download_grads throws.
+  void drop_full_grads();
 
   // nullptr without own buffers.
   void* device_params();

@@ -41,6 +41,9 @@ namespace {
 // (without): the model's stream waits for the collective on the device (Work::wait_on_stream) where the backend can,
 // on the host otherwise. Every collective's buffers are the engine's own for the whole run (no transient block is
 // handed to another stream), so no record_stream is needed.
+// Stage 2 holds no full-size gradient in the model: each unit's gradient is written into a buffer of its own, taken
+// from the caching allocator at the unit's first backward use and given back once it is copied into the staging at
+// its after_backward (the tied unit 0 holds its buffer from the LM head's backward to the embeddings').
 template <typename S>
 class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReducer {
   static constexpr bool kMixed = !std::is_same_v<S, float>;
@@ -70,6 +73,8 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
     state_n_ = partitioned_ ? map_.partition_numel() : n_;
     ranges_ = partitioned_ ? map_.decay_ranges(layout.params(), rank_) : full_decay_ranges(layout);
     ZT_CUDA_CHECK(cudaEventCreateWithFlags(&grads_ready_, cudaEventDisableTiming));
+    unit_grads_.assign(map_.units().size(), nullptr);
+    if (stage_ == 2) model_->drop_full_grads();  // before the buffers below, which may reuse its memory
 
     // Every device buffer of the step is taken here, from the model's caching allocator: a step allocates nothing.
     // With the optimizer offloaded (stages 1-2) the master partition and Adam's state live in host memory instead.
@@ -121,6 +126,7 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
     } catch (...) {  // a failed collective was already reported by the step it cut short
     }
     cudaStreamSynchronize(stream_);
+    free_unit_grads();
     for (void* p : blocks_) alloc_.free(p);
     cudaEventDestroy(grads_ready_);
   }
@@ -128,7 +134,8 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
   void begin_step() override {
     wait_collectives();  // none unless an exception cut the last step short
     schedule_->abandon();
-    model_->zero_grad();
+    free_unit_grads();
+    model_->zero_grad();  // stages 0-1 (stage 2: each unit's buffer is zeroed when taken)
     if (stage_ == 2) ZT_CUDA_CHECK(cudaMemsetAsync(reduced_, 0, state_n_ * sizeof(float), stream_));
   }
 
@@ -155,9 +162,6 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
       // micro-batch's fp32 reduction without rounding, as the CPU stage 2 does.
       if (stage_ < 2) cuda::round_to_storage<S>(reduced_, state_n_, stream_);
     }
-    // The model accumulates into its gradients: stage 2 has reduced this micro-batch's, the next starts at zero
-    // (queued after the copies out of them).
-    if (stage_ == 2) model_->zero_grad();
     wait_collectives();  // the kernels that use the results are queued; a failure or timeout is reported here
   }
 
@@ -192,10 +196,15 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
     m.param_bytes = n_ * sizeof(S);
     // Stage 0 in 16 bits also keeps the fp32 reduced gradients (the update's input), as DeepSpeed's bf16 optimizer
     // keeps fp32 gradients.
-    m.grad_bytes = n_ * sizeof(S) + (!partitioned_ && kMixed ? n_ * sizeof(float) : 0);
+    // Stage 2: only the fp32 gradient partition (the units' own buffers are transient, with the comm term).
+    m.grad_bytes = stage_ == 2 ? state_n_ * sizeof(float)
+                               : n_ * sizeof(S) + (!partitioned_ && kMixed ? n_ * sizeof(float) : 0);
     // (fp32 master, where it is not the model's own parameters,) exp_avg, exp_avg_sq
     m.optimizer_bytes = (partitioned_ || kMixed ? 3 : 2) * state_n_ * sizeof(float);
-    m.comm_bytes = partitioned_ ? (padded_n_ + state_n_) * sizeof(float) : 0;  // padded staging, reduced partition
+    // The padded staging; at stage 1 the reduced partition, at stage 2 the peak of the units' gradient buffers.
+    m.comm_bytes = !partitioned_ ? 0
+                   : stage_ == 2 ? padded_n_ * sizeof(float) + peak_unit_grad_bytes_
+                                 : (padded_n_ + state_n_) * sizeof(float);
     if (offload_) m.comm_bytes += state_n_ * sizeof(float);  // the gradient partition's copy in host memory
     return m;
   }
@@ -325,9 +334,38 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
 
   void before_forward(int) override {}
   void after_forward(int) override {}
-  void before_backward(int) override {}
+  void before_backward(int unit) override {
+    if (stage_ != 2) return;
+    S*& g = unit_grads_[static_cast<size_t>(unit)];
+    if (g) return;  // the tied unit 0's second use (the embeddings after the LM head)
+    const size_t bytes = map_.units()[static_cast<size_t>(unit)].numel * sizeof(S);
+    g = static_cast<S*>(alloc_.allocate(bytes));
+    unit_grad_bytes_ += bytes;
+    peak_unit_grad_bytes_ = std::max(peak_unit_grad_bytes_, unit_grad_bytes_);
+    ZT_CUDA_CHECK(cudaMemsetAsync(g, 0, bytes, stream_));
+    model_->set_unit_buffers(unit, nullptr, g);
+  }
   void after_backward(int unit) override {
+    if (stage_ == 2) {  // this micro-batch's gradient of the unit into its bucket's staging, and its buffer back
+      const size_t u = static_cast<size_t>(unit);
+      const size_t bucket = schedule_->bucket_of(unit);
+      copy_unit_shards(padded_ + staging_.base[bucket] + staging_.in_chunk[u], staging_.chunk[bucket],
+                       map_.units()[u], unit_grads_[u]);
+      release_unit_grad(unit);  // its next user is queued on this stream after the copy
+    }
     if (stage_ == 2 || reduce_in_backward_) schedule_->unit_ready(unit);
+  }
+
+  void release_unit_grad(int unit) {
+    S*& g = unit_grads_[static_cast<size_t>(unit)];
+    if (!g) return;
+    model_->set_unit_buffers(unit, nullptr, nullptr);
+    alloc_.free(g);
+    g = nullptr;
+    unit_grad_bytes_ -= map_.units()[static_cast<size_t>(unit)].numel * sizeof(S);
+  }
+  void free_unit_grads() {
+    for (size_t u = 0; u < unit_grads_.size(); ++u) release_unit_grad(static_cast<int>(u));
   }
 
   // Every unit of the bucket is complete: widen (16 bits) or copy it into the bucket's staging and issue the
@@ -348,10 +386,11 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
     }
     const size_t chunk = staging_.chunk[bucket];
     float* staging = padded_ + staging_.base[bucket];
-    for (int u : b.units) {
-      const size_t i = static_cast<size_t>(u);
-      copy_unit_shards(staging + staging_.in_chunk[i], chunk, units[i]);
-    }
+    if (stage_ == 1)  // stage 2's units were staged at their after_backward
+      for (int u : b.units) {
+        const size_t i = static_cast<size_t>(u);
+        copy_unit_shards(staging + staging_.in_chunk[i], chunk, units[i], model_grads() + units[i].flat_offset);
+      }
     float* out = bucket_output(bucket);
     if (world_ == 1) {  // the one shard of each unit is the whole padded unit
       if (stage_ == 1)
@@ -393,10 +432,9 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
     }
   }
 
-  // Unit u's gradient (numel elements of the storage type in the model's flat buffer) as fp32 shards: shard r into
-  // dst + r * pitch, the padding beyond numel zero.
-  void copy_unit_shards(float* dst, size_t pitch, const UnitShard& u) {
-    const S* g = model_grads() + u.flat_offset;
+  // Unit u's gradient g (numel elements of the storage type) as fp32 shards: shard r into dst + r * pitch, the
+  // padding beyond numel zero.
+  void copy_unit_shards(float* dst, size_t pitch, const UnitShard& u, const S* g) {
     for (size_t r = 0; r < static_cast<size_t>(world_); ++r) {
       const size_t begin = std::min(u.numel, r * u.shard), n = std::min(u.numel - begin, u.shard);
       float* row = dst + r * pitch;
@@ -478,6 +516,8 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
   bool reduce_in_backward_ = false;  // stages 0-1: this micro-batch is the step's last (begin_micro_batch)
   BucketStaging staging_;            // stages 1-2: where each bucket's units are in padded_
   std::vector<std::shared_ptr<Work>> bucket_work_;  // per bucket: its collective until waited on the host
+  std::vector<S*> unit_grads_;  // stage 2: per unit, its gradient buffer from its first backward use to its copy-out
+  size_t unit_grad_bytes_ = 0, peak_unit_grad_bytes_ = 0;
   std::vector<float> gather_scratch_;  // gather_full_params with offload in 16 bits
 };
 

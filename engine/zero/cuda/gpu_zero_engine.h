@@ -4,8 +4,9 @@
 // parameters to the model. Stage 0 all-reduces the whole gradient and every rank updates everything; stages 1 and 2
 // reduce-scatter each layer unit's gradient into the rank's partition (engine/zero/partition_map.h, the layout the
 // CPU stages and the checkpoints use), update only that partition and allgather the parameters.
-// Stage 2 on the GPU keeps stage 1's full gradient buffer (it reduces at the accumulation boundary, not during
-// backward), so it computes stage 2's result without stage 2's gradient memory saving.
+// Gradients are reduced in buckets during backward (stages 0-1: the last micro-batch's, stage 2: every micro-batch's,
+// accumulated in an fp32 partition gradient); stage 2's model holds no full-size gradient (each unit's is written
+// into a buffer of its own), but the engine keeps a full-size fp32 staging buffer for the collectives.
 #include <memory>
 
 #include "engine/comm/process_group.h"
