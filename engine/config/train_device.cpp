@@ -29,7 +29,6 @@ std::vector<std::string> cuda_unsupported_settings(const Config& cfg) {
   if (z.offload_param.device != OffloadDevice::None)
     out.push_back(std::string("zero_optimization.offload_param.device (") + offload_device_name(z.offload_param.device) +
                   ")");
-  if (cfg.activation_checkpointing.enabled) out.push_back("activation_checkpointing");
   if (cfg.optimizer.type == OptimizerType::SGD) out.push_back("optimizer.type (SGD)");
   return out;
 }

@@ -38,7 +38,6 @@ TEST(TrainDevice, CudaRefusesWhatTheGpuPathCannotRunNamingEachKey) {
     std::string members, names;
   };
   const std::vector<Case> cases = {
-      {R"("activation_checkpointing": {})", "activation_checkpointing"},
       {R"("optimizer": {"type": "SGD", "params": {"lr": 0.1}})", "optimizer.type (SGD)"},
       {R"("zero_optimization": {"stage": 1, "offload_optimizer": {"device": "nvme", "nvme_path": "/tmp"}})",
        "zero_optimization.offload_optimizer.device (nvme)"},
@@ -107,6 +106,16 @@ TEST(TrainDevice, CudaTakesStagesZeroToThreeInEachPrecision) {
       cfg.train.device = TrainDevice::Auto;
       EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cuda);
     }
+  }
+}
+
+TEST(TrainDevice, CudaTakesActivationCheckpointingAtEveryStage) {
+  for (int stage : {0, 1, 2, 3}) {
+    SCOPED_TRACE("stage " + std::to_string(stage));
+    const Config cfg = parse(R"("activation_checkpointing": {}, "train": {"device": "cuda"}, )"
+                             R"("zero_optimization": {"stage": )" + std::to_string(stage) + "}");
+    EXPECT_TRUE(cfg.activation_checkpointing.enabled);
+    EXPECT_TRUE(cuda_unsupported_settings(cfg).empty()) << join_settings(cuda_unsupported_settings(cfg));
   }
 }
 
