@@ -71,7 +71,8 @@ struct EngineRun {
   EngineRun(const Config& cfg, bool gpu) {
     model.init_weights(11);
     if (gpu) {
-      CudaTraining t = make_cuda_training(cfg, model, *pg, nullptr);
+      // The trainer's GPU path: the initial weights generated from the seed, chunk by chunk, not read from the model.
+      CudaTraining t = make_cuda_training(cfg, model, *seeded_initial_weights(model, 11), *pg, nullptr);
       step_model = std::move(t.model);
       engine = std::move(t.engine);
     } else {
@@ -401,11 +402,11 @@ struct DevicePeak {
 
 DevicePeak device_peak(const Config& cfg, const ModelDims& dims) {
   auto pg = make_gloo_process_group(0, 1, std::make_shared<LocalStore>(), 60.0);
-  GPT2 layout(dims, false);
-  layout.init_weights(5);
+  GPT2 layout(dims, false, GPT2Buffers::None);  // as the trainer's GPU path: no host copy of the model
   auto gpu = std::make_shared<cuda::GPT2Cuda>(dims, layout.params(), false, cuda::Storage::F32,
                                               /*own_buffers=*/cfg.zero.stage != 3);
-  std::unique_ptr<ZeroEngine> engine = make_gpu_zero_engine(cfg, layout, gpu, *pg, nullptr);
+  std::unique_ptr<ZeroEngine> engine =
+      make_gpu_zero_engine(cfg, layout, *seeded_initial_weights(layout, 5), gpu, *pg, nullptr);
   gpu->synchronize();
   DevicePeak out;
   out.base = gpu->allocator().stats().allocated_bytes;

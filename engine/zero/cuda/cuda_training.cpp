@@ -39,12 +39,14 @@ cuda::Storage storage_for(const Config& cfg) {
 
 }  // namespace
 
-CudaTraining make_cuda_training(const Config& cfg, GPT2& host_model, ProcessGroup& host_pg, ProcessGroup* device_pg) {
+CudaTraining make_cuda_training(const Config& cfg, const GPT2& layout, const InitialWeights& init,
+                                ProcessGroup& host_pg, ProcessGroup* device_pg) {
   // Stage 3 never holds the full model on the device: the GPU model gets no full-size buffers.
-  auto gpu = std::make_shared<cuda::GPT2Cuda>(host_model.dims(), host_model.params(), /*flash_attention=*/false,
-                                              storage_for(cfg), /*own_buffers=*/cfg.zero.stage != 3);
+  auto gpu = std::make_shared<cuda::GPT2Cuda>(layout.dims(), layout.params(), /*flash_attention=*/false,
+                                              storage_for(cfg), /*own_buffers=*/cfg.zero.stage != 3,
+                                              cfg.activation_checkpointing.enabled);
   CudaTraining t;
-  t.engine = make_gpu_zero_engine(cfg, host_model, gpu, host_pg, device_pg);
+  t.engine = make_gpu_zero_engine(cfg, layout, init, gpu, host_pg, device_pg);
   t.model = std::make_unique<GpuStepModel>(std::move(gpu));
   return t;
 }

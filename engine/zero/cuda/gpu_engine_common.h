@@ -6,19 +6,35 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "engine/base/error.h"
 #include "engine/comm/process_group.h"
 #include "engine/model/cuda/gpt2_cuda.h"
+#include "engine/model/initial_weights.h"
 #include "engine/zero/engine_common.h"
 #include "engine/zero/mixed_precision.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/grad_update.h"
 
 namespace zt {
+
+// The initial weights in chunks of at most 4Mi elements through one host buffer, put(offset, n, host) each: the
+// host never holds the full model (put must be done with host when it returns).
+template <typename Put>
+void for_each_initial_chunk(const InitialWeights& init, Put&& put) {
+  constexpr size_t kChunk = size_t(1) << 22;
+  std::vector<float> host(std::min(kChunk, init.num_params()));
+  for (size_t at = 0; at < init.num_params(); at += kChunk) {
+    const size_t n = std::min(kChunk, init.num_params() - at);
+    init.read(at, n, host.data());
+    put(at, n, host.data());
+  }
+}
 
 // Named as the CPU optimizer names its buffers, so checkpoints move between the CPU and the GPU path.
 constexpr const char* kExpAvg = "exp_avg";

@@ -36,8 +36,8 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
   static constexpr bool kMixed = !std::is_same_v<S, float>;
 
  public:
-  GpuStage3Engine(const Config& cfg, GPT2& layout, std::shared_ptr<cuda::GPT2Cuda> model, ProcessGroup& host_pg,
-                  ProcessGroup* device_pg)
+  GpuStage3Engine(const Config& cfg, const GPT2& layout, const InitialWeights& init,
+                  std::shared_ptr<cuda::GPT2Cuda> model, ProcessGroup& host_pg, ProcessGroup* device_pg)
       : cfg_(cfg),
         model_(std::move(model)),
         host_pg_(host_pg),
@@ -90,7 +90,7 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
     ZT_CUDA_CHECK(cudaMemsetAsync(exp_avg_sq_, 0, part_n_ * sizeof(float), stream_));
     ZT_CUDA_CHECK(cudaMemsetAsync(grads_, 0, part_n_ * sizeof(float), stream_));
     std::vector<float> part(part_n_);
-    map_.flat_to_partition(layout.param_data(), part.data(), rank_);
+    map_.flat_to_partition(init, part.data(), rank_);
     upload(master_, part.data(), part_n_);
 
     planner_ = std::make_unique<UnitGatherPlanner>(std::move(padded), cfg.zero, static_cast<UnitGatherer&>(*this));
@@ -388,10 +388,11 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
 
 }  // namespace
 
-std::unique_ptr<ZeroEngine> make_gpu_stage3_engine(const Config& cfg, GPT2& layout,
+std::unique_ptr<ZeroEngine> make_gpu_stage3_engine(const Config& cfg, const GPT2& layout,
+                                                   const InitialWeights& init,
                                                    std::shared_ptr<cuda::GPT2Cuda> model, ProcessGroup& host_pg,
                                                    ProcessGroup* device_pg) {
-  return make_for_precision<GpuStage3Engine>(cfg, layout, std::move(model), host_pg, device_pg);
+  return make_for_precision<GpuStage3Engine>(cfg, layout, init, std::move(model), host_pg, device_pg);
 }
 
 }  // namespace zt

@@ -35,8 +35,8 @@ class GpuZeroEngine : public ZeroEngine {
   static constexpr bool kMixed = !std::is_same_v<S, float>;
 
  public:
-  GpuZeroEngine(const Config& cfg, GPT2& layout, std::shared_ptr<cuda::GPT2Cuda> model, ProcessGroup& host_pg,
-                ProcessGroup* device_pg)
+  GpuZeroEngine(const Config& cfg, const GPT2& layout, const InitialWeights& init,
+                std::shared_ptr<cuda::GPT2Cuda> model, ProcessGroup& host_pg, ProcessGroup* device_pg)
       : cfg_(cfg),
         model_(std::move(model)),
         host_pg_(host_pg),
@@ -82,7 +82,7 @@ class GpuZeroEngine : public ZeroEngine {
       padded_n_ = at;
       reduced_ = take<float>(state_n_);
       std::vector<float> part(state_n_);
-      map_.flat_to_partition(layout.param_data(), part.data(), rank_);
+      map_.flat_to_partition(init, part.data(), rank_);
       if (offload) {
         offload_ = std::make_unique<HostOffloadOptimizer>(cfg, state_n_, ranges_, part.data(), stream_, rank_);
       } else {
@@ -92,12 +92,12 @@ class GpuZeroEngine : public ZeroEngine {
     } else if constexpr (kMixed) {
       master_ = take<float>(n_);  // the initial fp32 weights, before their rounding into the model
       reduced_ = take<float>(n_);
-      upload(master_, layout.param_data(), n_);
+      for_each_initial_chunk(init, [&](size_t at, size_t n, const float* host) { upload(master_ + at, host, n); });
     } else {
       master_ = model_params();
       reduced_ = model_grads();
     }
-    model_->upload_params(layout.param_data());
+    for_each_initial_chunk(init, [&](size_t at, size_t n, const float* host) { model_->upload_params(at, n, host); });
   }
 
   ~GpuZeroEngine() override {
@@ -366,11 +366,11 @@ class GpuZeroEngine : public ZeroEngine {
 
 }  // namespace
 
-std::unique_ptr<ZeroEngine> make_gpu_zero_engine(const Config& cfg, GPT2& layout,
+std::unique_ptr<ZeroEngine> make_gpu_zero_engine(const Config& cfg, const GPT2& layout, const InitialWeights& init,
                                                  std::shared_ptr<cuda::GPT2Cuda> model, ProcessGroup& host_pg,
                                                  ProcessGroup* device_pg) {
-  if (cfg.zero.stage == 3) return make_gpu_stage3_engine(cfg, layout, std::move(model), host_pg, device_pg);
-  return make_for_precision<GpuZeroEngine>(cfg, layout, std::move(model), host_pg, device_pg);
+  if (cfg.zero.stage == 3) return make_gpu_stage3_engine(cfg, layout, init, std::move(model), host_pg, device_pg);
+  return make_for_precision<GpuZeroEngine>(cfg, layout, init, std::move(model), host_pg, device_pg);
 }
 
 }  // namespace zt
