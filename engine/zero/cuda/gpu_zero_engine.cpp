@@ -64,10 +64,12 @@ class GpuZeroEngine : public ZeroEngine {
     // With the optimizer offloaded (stages 1-2) the master partition and Adam's state live in host memory instead.
     const bool offload = partitioned_ && cfg.zero.offload_optimizer.device == OffloadDevice::Cpu;
     if (!offload) {
-      exp_avg_ = take<float>(state_n_);
-      exp_avg_sq_ = take<float>(state_n_);
+      exp_avg_ = take<float>(state_n_);  // SGD: the momentum buffer
       ZT_CUDA_CHECK(cudaMemsetAsync(exp_avg_, 0, state_n_ * sizeof(float), stream_));
-      ZT_CUDA_CHECK(cudaMemsetAsync(exp_avg_sq_, 0, state_n_ * sizeof(float), stream_));
+      if (has_second_state(cfg.optimizer)) {
+        exp_avg_sq_ = take<float>(state_n_);
+        ZT_CUDA_CHECK(cudaMemsetAsync(exp_avg_sq_, 0, state_n_ * sizeof(float), stream_));
+      }
     }
     partials_ = take<float>(cuda::kSumSquaresPartials);
     sum_squares_ = take<double>(1);
@@ -129,13 +131,7 @@ class GpuZeroEngine : public ZeroEngine {
       publish_params(reduced_);
       return r;
     }
-    for (const DecayRange& d : ranges_) {
-      if (d.end <= d.begin) continue;
-      const AdamStepScalars s = adam_step_scalars(cfg_.optimizer, decoupled_, lr, step, d.decay);
-      cuda::adam_update(master_ + d.begin, reduced_ + d.begin, exp_avg_ + d.begin, exp_avg_sq_ + d.begin,
-                        d.end - d.begin, s, stream_);
-    }
-    ZT_CUDA_CHECK_LAUNCH("adam_update");
+    optimizer_update(cfg_.optimizer, decoupled_, master_, reduced_, exp_avg_, exp_avg_sq_, ranges_, lr, step, stream_);
     if (partitioned_) {
       publish_params(master_);
     } else if constexpr (kMixed) {
@@ -150,8 +146,9 @@ class GpuZeroEngine : public ZeroEngine {
     // Stage 0 in 16 bits also keeps the fp32 reduced gradients (the update's input), as DeepSpeed's bf16 optimizer
     // keeps fp32 gradients.
     m.grad_bytes = n_ * sizeof(S) + (!partitioned_ && kMixed ? n_ * sizeof(float) : 0);
-    // (fp32 master, where it is not the model's own parameters,) exp_avg, exp_avg_sq
-    m.optimizer_bytes = (partitioned_ || kMixed ? 3 : 2) * state_n_ * sizeof(float);
+    // (fp32 master, where it is not the model's own parameters,) exp_avg, exp_avg_sq (SGD: momentum_buffer)
+    m.optimizer_bytes =
+        ((partitioned_ || kMixed ? 1 : 0) + optimizer_state_names(cfg_.optimizer).size()) * state_n_ * sizeof(float);
     m.comm_bytes = partitioned_ ? (padded_n_ + state_n_) * sizeof(float) : 0;  // padded staging, reduced partition
     if (offload_) m.comm_bytes += state_n_ * sizeof(float);  // the gradient partition's copy in host memory
     return m;
@@ -186,7 +183,11 @@ class GpuZeroEngine : public ZeroEngine {
 
   int stage() const override { return stage_; }
   const PartitionMap& partition_map() const override { return map_; }
-  std::vector<std::string> state_names() const override { return {"master", kExpAvg, kExpAvgSq}; }
+  std::vector<std::string> state_names() const override {
+    std::vector<std::string> names = optimizer_state_names(cfg_.optimizer);
+    names.insert(names.begin(), "master");
+    return names;
+  }
 
   void export_partition(const std::string& name, float* partition) override {
     if (offload_) {
@@ -240,7 +241,9 @@ class GpuZeroEngine : public ZeroEngine {
   S* model_params() { return static_cast<S*>(model_->device_params()); }
   S* model_grads() { return static_cast<S*>(model_->device_grads()); }
 
-  float* state_buffer(const std::string& name) { return adam_state_buffer(name, master_, exp_avg_, exp_avg_sq_); }
+  float* state_buffer(const std::string& name) {
+    return optimizer_state_buffer(cfg_.optimizer, name, master_, exp_avg_, exp_avg_sq_);
+  }
 
   void upload(float* dev, const float* host, size_t n) {
     ZT_CUDA_CHECK(cudaMemcpyAsync(dev, host, n * sizeof(float), cudaMemcpyHostToDevice, stream_));
