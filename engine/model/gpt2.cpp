@@ -375,6 +375,9 @@ float GPT2::forward(const int32_t* inputs, const int32_t* targets, int B, int T)
                          std::to_string(i) + ": input " + std::to_string(inputs[i]) +
                          (targets ? ", target " + std::to_string(targets[i]) : std::string()));
   }
+  if (!m.owns_buffers && !m.hooks)
+    throw RuntimeError("GPT2::forward: the model has no buffers of its own (a layout, or released for stage 3) and "
+                       "no unit hooks to point its units at buffers");
   m.allocate_activations(B, T);
   m.inputs.assign(inputs, inputs + BT);
   m.have_targets = targets != nullptr;

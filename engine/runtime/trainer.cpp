@@ -110,6 +110,7 @@ TrainSummary Trainer::run() {
     CudaTraining t = make_cuda_training(cfg_, model, *init, pg_, device_pg_);
     step_model = std::move(t.model);
     engine = std::move(t.engine);
+    init.reset();  // the weights are on the device; a model.init_from file is unmapped
 #else
     throw RuntimeError("train.device: \"cuda\", but this zerotrain was built without CUDA");
 #endif

@@ -62,6 +62,9 @@ TEST(InitialWeights, ALayoutAllocatesNoParametersOrGradients) {
   }
   full.release_own_buffers();
   EXPECT_EQ(full.buffer_bytes(), 0u);
+  // Nothing to compute on: a forward without buffers or hooks is an error, not a crash.
+  std::vector<int32_t> tokens(9, 1);
+  EXPECT_THROW(layout.forward(tokens.data(), tokens.data() + 1, 1, 8), zt::RuntimeError);
 }
 
 TEST(InitialWeights, FromTheSeedEqualTheCpuModelsInitBitForBit) {
