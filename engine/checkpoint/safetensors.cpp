@@ -176,7 +176,17 @@ void SafetensorsFile::read_float(const std::string& name, float* out, size_t n) 
     fail(path_, "tensor '" + name + "' has " + std::to_string(t->numel()) + " elements, the caller expects " +
                     std::to_string(n));
   }
-  const unsigned char* src = data_ + t->begin;
+  read_float_range(name, 0, n, out);
+}
+
+void SafetensorsFile::read_float_range(const std::string& name, size_t begin, size_t n, float* out) const {
+  const StTensorInfo* t = find(name);
+  if (t == nullptr) fail(path_, "no tensor named '" + name + "'");
+  if (begin > t->numel() || n > t->numel() - begin) {
+    fail(path_, "tensor '" + name + "' has " + std::to_string(t->numel()) + " elements, the caller reads [" +
+                    std::to_string(begin) + ", " + std::to_string(begin + n) + ")");
+  }
+  const unsigned char* src = data_ + t->begin + begin * st_dtype_size(t->dtype);
   // The data section need not be aligned for the element type, so halves are copied out in blocks.
   switch (t->dtype) {
     case StDtype::F32:
@@ -275,6 +285,10 @@ void SafetensorsSet::read_float(const std::string& name, float* out, size_t n) c
 }
 
 std::vector<float> SafetensorsSet::read_float(const std::string& name) const { return file_of(name).read_float(name); }
+
+void SafetensorsSet::read_float_range(const std::string& name, size_t begin, size_t n, float* out) const {
+  file_of(name).read_float_range(name, begin, n, out);
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Writing

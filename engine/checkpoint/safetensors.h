@@ -47,6 +47,8 @@ class SafetensorsFile {
   // Converts to float; n must equal the tensor's element count. Throws RuntimeError for an unknown name.
   void read_float(const std::string& name, float* out, size_t n) const;
   std::vector<float> read_float(const std::string& name) const;
+  // Elements [begin, begin + n) of the tensor, converted to float; the range must lie inside the tensor.
+  void read_float_range(const std::string& name, size_t begin, size_t n, float* out) const;
 
  private:
   std::string path_;
@@ -69,6 +71,7 @@ class SafetensorsSet {
   const StTensorInfo& info(const std::string& name) const;
   void read_float(const std::string& name, float* out, size_t n) const;
   std::vector<float> read_float(const std::string& name) const;
+  void read_float_range(const std::string& name, size_t begin, size_t n, float* out) const;
   size_t num_files() const { return files_.size(); }
 
  private:

@@ -130,8 +130,13 @@ struct DataConfig {
 // there (engine/config/train_device.h).
 enum class TrainDevice { Cpu, Cuda, Auto };
 
+// The GPU model's attention: flash (online softmax, keeps the log-sum-exp only), the reference kernel (keeps the
+// [T,T] probabilities, as the CPU model), or flash where its kernel takes the head dim. The CPU has reference only.
+enum class TrainAttention { Auto, Flash, Reference };
+
 struct TrainConfig {
   TrainDevice device = TrainDevice::Cpu;
+  TrainAttention attention = TrainAttention::Auto;
   int64_t max_steps = 100;
   int64_t eval_interval = 0;  // 0 = never
   int64_t eval_steps = 10;

@@ -133,7 +133,8 @@ nlohmann::json config_to_json(const Config& cfg) {
   j["data"] = {{"train", cfg.data.train}, {"val", cfg.data.val}, {"seq_len", cfg.data.seq_len},
                {"shuffle", cfg.data.shuffle}};
   const TrainConfig& t = cfg.train;
-  j["train"] = {{"device", train_device_name(t.device)}, {"max_steps", t.max_steps},         {"eval_interval", t.eval_interval}, {"eval_steps", t.eval_steps},
+  j["train"] = {{"device", train_device_name(t.device)}, {"attention", train_attention_name(t.attention)},
+                {"max_steps", t.max_steps},         {"eval_interval", t.eval_interval}, {"eval_steps", t.eval_steps},
                 {"seed", t.seed},                   {"save_dir", t.save_dir},           {"save_interval", t.save_interval},
                 {"keep_last", t.keep_last},         {"resume", t.resume},               {"metrics_file", t.metrics_file}};
   j["comm"] = {{"backend", comm_backend_name(cfg.comm.backend)}, {"timeout_s", cfg.comm.timeout_s}};

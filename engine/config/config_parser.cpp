@@ -323,6 +323,11 @@ void parse_train(const json& j, Config& cfg, ParseContext& ctx) {
   std::string device;
   if (r.get_choice("device", device, {"cpu", "cuda", "auto"}))
     t.device = device == "cpu" ? TrainDevice::Cpu : device == "cuda" ? TrainDevice::Cuda : TrainDevice::Auto;
+  std::string attention;
+  if (r.get_choice("attention", attention, {"auto", "flash", "reference"}))
+    t.attention = attention == "flash"       ? TrainAttention::Flash
+                  : attention == "reference" ? TrainAttention::Reference
+                                             : TrainAttention::Auto;
   r.get_int("max_steps", t.max_steps, 1, kMax);
   r.get_int("eval_interval", t.eval_interval, 0, kMax);
   r.get_int("eval_steps", t.eval_steps, 1, kMax);
@@ -372,6 +377,9 @@ void check_cross_fields(Config& cfg, ParseContext& ctx) {
       config_fail(ctx, e.what());
     }
   }
+  if (cfg.train.device == TrainDevice::Cpu && cfg.train.attention == TrainAttention::Flash)
+    config_fail(ctx, "train.attention: \"flash\" is the GPU model's (train.device \"cuda\" or \"auto\"); the CPU "
+                     "model has reference attention only");
   if (cfg.train.device == TrainDevice::Cuda) {
     const std::vector<std::string> unsupported = cuda_unsupported_settings(cfg);
     if (!unsupported.empty())

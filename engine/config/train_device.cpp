@@ -17,6 +17,18 @@ const char* train_device_name(TrainDevice d) {
   return "?";
 }
 
+const char* train_attention_name(TrainAttention a) {
+  switch (a) {
+    case TrainAttention::Auto:
+      return "auto";
+    case TrainAttention::Flash:
+      return "flash";
+    case TrainAttention::Reference:
+      return "reference";
+  }
+  return "?";
+}
+
 std::vector<std::string> cuda_unsupported_settings(const Config& cfg) {
   std::vector<std::string> out;
   const ZeroConfig& z = cfg.zero;
@@ -29,8 +41,9 @@ std::vector<std::string> cuda_unsupported_settings(const Config& cfg) {
   if (z.offload_param.device != OffloadDevice::None)
     out.push_back(std::string("zero_optimization.offload_param.device (") + offload_device_name(z.offload_param.device) +
                   ")");
-  if (cfg.activation_checkpointing.enabled) out.push_back("activation_checkpointing");
-  if (cfg.optimizer.type == OptimizerType::SGD) out.push_back("optimizer.type (SGD)");
+  // Offload runs CPU Adam; SGD steps on the device only.
+  if (cfg.optimizer.type == OptimizerType::SGD && z.offload_optimizer.device == OffloadDevice::Cpu)
+    out.push_back("optimizer.type (SGD) with zero_optimization.offload_optimizer.device (cpu)");
   return out;
 }
 

@@ -10,6 +10,7 @@
 namespace zt {
 
 const char* train_device_name(TrainDevice d);
+const char* train_attention_name(TrainAttention a);
 
 // The settings of cfg the GPU training path cannot run yet, each as "key (value)"; empty when it can.
 std::vector<std::string> cuda_unsupported_settings(const Config& cfg);

@@ -225,7 +225,7 @@ void GPT2::Impl::block_backward(int l) {
                             BT, C);
 }
 
-GPT2::GPT2(const ModelDims& dims, bool activation_checkpointing) : impl_(new Impl) {
+GPT2::GPT2(const ModelDims& dims, bool activation_checkpointing, GPT2Buffers buffers) : impl_(new Impl) {
   Impl& m = *impl_;
   m.d = dims;
   m.ckpt = activation_checkpointing;
@@ -268,10 +268,14 @@ GPT2::GPT2(const ModelDims& dims, bool activation_checkpointing) : impl_(new Imp
   }
   const size_t n = m.params.back().offset + m.params.back().numel;
   m.n_params = n;
-  m.own_params.assign(n, 0.0f);
-  m.own_grads.assign(n, 0.0f);
   m.unit_params.resize(m.units.size());
   m.unit_grads.resize(m.units.size());
+  if (buffers == GPT2Buffers::None) {
+    m.owns_buffers = false;  // every unit pointer stays nullptr until set_unit_buffers
+    return;
+  }
+  m.own_params.assign(n, 0.0f);
+  m.own_grads.assign(n, 0.0f);
   for (size_t u = 0; u < m.units.size(); u++) set_unit_buffers((int)u, nullptr, nullptr);
 }
 
@@ -290,7 +294,11 @@ UnitRange GPT2::unit_range(int unit) const {
 }
 
 float* GPT2::param_data() { return impl_->owns_buffers ? impl_->own_params.data() : nullptr; }
+const float* GPT2::param_data() const { return impl_->owns_buffers ? impl_->own_params.data() : nullptr; }
 float* GPT2::grad_data() { return impl_->owns_buffers ? impl_->own_grads.data() : nullptr; }
+size_t GPT2::buffer_bytes() const {
+  return (impl_->own_params.capacity() + impl_->own_grads.capacity()) * sizeof(float);
+}
 
 void GPT2::release_own_buffers() {
   std::vector<float>().swap(impl_->own_params);
@@ -313,38 +321,45 @@ void GPT2::set_unit_buffers(int unit, float* params, float* grads) {
 
 void GPT2::set_hooks(UnitHooks* hooks) { impl_->hooks = hooks; }
 
+void init_param_values(const ParamInfo& p, size_t index, int n_layer, uint64_t seed, size_t begin, size_t n,
+                       float* out) {
+  if (begin > p.numel || n > p.numel - begin)
+    throw RuntimeError("init_param_values: [" + std::to_string(begin) + ", " + std::to_string(begin + n) +
+                       ") is outside " + p.name + " (" + std::to_string(p.numel) + " elements)");
+  const bool is_ln = p.name.find(".ln_") != std::string::npos;
+  const bool is_bias = p.name.size() >= 5 && p.name.compare(p.name.size() - 5, 5, ".bias") == 0;
+  if (is_bias) {
+    std::memset(out, 0, n * sizeof(float));
+    return;
+  }
+  if (is_ln) {
+    for (size_t k = 0; k < n; k++) out[k] = 1.0f;
+    return;
+  }
+  const bool residual_proj = p.name.find("c_proj.weight") != std::string::npos;
+  const double std = residual_proj ? 0.02 / std::sqrt(2.0 * n_layer) : 0.02;
+  uint64_t state = seed * 0x9E3779B97F4A7C15ull + (uint64_t)(index + 1) * 0xD1B54A32D192ED03ull;
+  splitmix64(state);
+  // Box-Muller: element pair (2j, 2j+1) comes from the stream's draws 2j and 2j+1. splitmix64's state is a counter
+  // (one golden-ratio step per draw), so a range starts at its first pair without drawing the ones before it.
+  const size_t end = begin + n;
+  state += (uint64_t)(begin / 2) * 2 * 0x9E3779B97F4A7C15ull;
+  for (size_t k = begin & ~size_t(1); k < end; k += 2) {
+    const double u1 = uniform01(state), u2 = uniform01(state);
+    const double r = std::sqrt(-2.0 * std::log(u1));
+    if (k >= begin) out[k - begin] = (float)(std * r * std::cos(2.0 * M_PI * u2));
+    if (k + 1 < end) out[k + 1 - begin] = (float)(std * r * std::sin(2.0 * M_PI * u2));
+  }
+}
+
 void GPT2::init_weights(uint64_t seed) {
   Impl& m = *impl_;
-  const double residual_std = 0.02 / std::sqrt(2.0 * m.d.n_layer);
   const int np = (int)m.params.size();
   // Each tensor draws from its own splitmix64 stream seeded by (seed, tensor index), so the values do not depend
   // on the thread count or on which tensors other threads fill.
 #pragma omp parallel for schedule(dynamic, 1)
-  for (int i = 0; i < np; i++) {
-    const ParamInfo& pi = m.params[i];
-    float* w = m.p(i);
-    const bool is_ln = pi.name.find(".ln_") != std::string::npos;
-    const bool is_bias = pi.name.size() >= 5 && pi.name.compare(pi.name.size() - 5, 5, ".bias") == 0;
-    if (is_bias) {
-      std::memset(w, 0, pi.numel * sizeof(float));
-      continue;
-    }
-    if (is_ln) {
-      for (size_t k = 0; k < pi.numel; k++) w[k] = 1.0f;
-      continue;
-    }
-    const bool residual_proj = pi.name.find("c_proj.weight") != std::string::npos;
-    const double std = residual_proj ? residual_std : 0.02;
-    uint64_t state = seed * 0x9E3779B97F4A7C15ull + (uint64_t)(i + 1) * 0xD1B54A32D192ED03ull;
-    splitmix64(state);
-    // Box-Muller: two uniforms give two independent standard normals.
-    for (size_t k = 0; k < pi.numel; k += 2) {
-      const double u1 = uniform01(state), u2 = uniform01(state);
-      const double r = std::sqrt(-2.0 * std::log(u1));
-      w[k] = (float)(std * r * std::cos(2.0 * M_PI * u2));
-      if (k + 1 < pi.numel) w[k + 1] = (float)(std * r * std::sin(2.0 * M_PI * u2));
-    }
-  }
+  for (int i = 0; i < np; i++)
+    init_param_values(m.params[i], static_cast<size_t>(i), m.d.n_layer, seed, 0, m.params[i].numel, m.p(i));
 }
 
 float GPT2::forward(const int32_t* inputs, const int32_t* targets, int B, int T) {
@@ -360,6 +375,9 @@ float GPT2::forward(const int32_t* inputs, const int32_t* targets, int B, int T)
                          std::to_string(i) + ": input " + std::to_string(inputs[i]) +
                          (targets ? ", target " + std::to_string(targets[i]) : std::string()));
   }
+  if (!m.owns_buffers && !m.hooks)
+    throw RuntimeError("GPT2::forward: the model has no buffers of its own (a layout, or released for stage 3) and "
+                       "no unit hooks to point its units at buffers");
   m.allocate_activations(B, T);
   m.inputs.assign(inputs, inputs + BT);
   m.have_targets = targets != nullptr;

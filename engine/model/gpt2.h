@@ -51,9 +51,18 @@ class UnitHooks {
   virtual void after_backward(int unit) = 0;
 };
 
+// Own: the model allocates its full-size fp32 parameters and gradients (8 bytes per parameter). None: a layout only
+// (names, shapes, offsets, units), for the GPU path, whose weights live on the device; as after release_own_buffers.
+enum class GPT2Buffers { Own, None };
+
+// The values GPT2::init_weights(seed) gives parameter `index` (p = params()[index], n_layer from the dims), elements
+// [begin, begin + n) only, into out[0, n): bit for bit the full call's, at a cost proportional to n.
+void init_param_values(const ParamInfo& p, size_t index, int n_layer, uint64_t seed, size_t begin, size_t n,
+                       float* out);
+
 class GPT2 {
  public:
-  GPT2(const ModelDims& dims, bool activation_checkpointing);
+  GPT2(const ModelDims& dims, bool activation_checkpointing, GPT2Buffers buffers = GPT2Buffers::Own);
   ~GPT2();
   GPT2(const GPT2&) = delete;
   GPT2& operator=(const GPT2&) = delete;
@@ -66,6 +75,7 @@ class GPT2 {
 
   // The model's own full-size buffers (allocated at construction). Stage 3 may instead point units elsewhere.
   float* param_data();
+  const float* param_data() const;
   float* grad_data();
   // Points unit `unit` at params/grads buffers of unit_range(unit).numel floats (laid out as that unit's slice of
   // the flat buffer); nullptr restores the model's own slice. The model reads and writes parameters and gradients
@@ -74,12 +84,15 @@ class GPT2 {
   // Frees the model's own full-size buffers (stage 3): from then on every unit is reached only through
   // set_unit_buffers, and param_data()/grad_data() return nullptr.
   void release_own_buffers();
+  // Host bytes of the model's own parameter and gradient buffers (0 for a layout or after release_own_buffers).
+  size_t buffer_bytes() const;
   void set_hooks(UnitHooks* hooks);  // nullptr = none
 
   // GPT-2 init: N(0, 0.02), residual projections (attn.c_proj, mlp.c_proj weights) scaled by 1/sqrt(2 n_layer),
   // zero biases, LayerNorm weight 1. Deterministic from seed: tensor i draws from its own splitmix64 stream seeded
   // from (seed, i), normals by Box-Muller in double; independent of the thread count. Writes through the current
   // unit buffers (the model's own flat buffer unless set_unit_buffers pointed a unit elsewhere).
+  // See init_param_values for one tensor's values.
   void init_weights(uint64_t seed);
 
   // inputs, targets: B*T token ids (T <= block_size). Returns the mean cross-entropy over the B*T positions and

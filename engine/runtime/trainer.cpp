@@ -76,8 +76,15 @@ TrainSummary Trainer::run() {
   const TrainDevice device = choose_train_device(cfg_);
 
   const ModelDims dims = resolve_model_dims(cfg_.model);
-  GPT2 model(dims, cfg_.activation_checkpointing.enabled);
-  if (!cfg_.model.init_from.empty()) {
+  // On the GPU the host keeps the layout only: the initial weights are streamed to the device (engine/model/
+  // initial_weights.h), so no host copy of the parameters and gradients (8 bytes per parameter) exists.
+  const bool on_gpu = device == TrainDevice::Cuda;
+  GPT2 model(dims, cfg_.activation_checkpointing.enabled, on_gpu ? GPT2Buffers::None : GPT2Buffers::Own);
+  std::unique_ptr<InitialWeights> init;  // the GPU path's
+  if (on_gpu) {
+    init = cfg_.model.init_from.empty() ? seeded_initial_weights(model, cfg_.train.seed)
+                                        : file_initial_weights(model, cfg_.model.init_from);
+  } else if (!cfg_.model.init_from.empty()) {
     load_model_weights(model, cfg_.model.init_from);
   } else {
     model.init_weights(cfg_.train.seed);
@@ -94,15 +101,16 @@ TrainSummary Trainer::run() {
   if (!val_shards.empty() && cfg_.train.eval_interval > 0)
     val = std::make_unique<DataLoader>(val_shards, B, T, rank, world, cfg_.train.seed, false, dims.vocab_size);
 
-  // The step model computes; the engine owns the step. On the GPU both work on device buffers, and the CPU model
-  // above only supplies the initial weights and the layout (checkpoints, final weights).
+  // The step model computes; the engine owns the step. On the GPU both work on device buffers, and the GPT2 above
+  // is the layout only (checkpoints, final weights).
   std::unique_ptr<StepModel> step_model;
   std::unique_ptr<ZeroEngine> engine;
   if (device == TrainDevice::Cuda) {
 #ifdef ZT_HAVE_CUDA
-    CudaTraining t = make_cuda_training(cfg_, model, pg_, device_pg_);
+    CudaTraining t = make_cuda_training(cfg_, model, *init, pg_, device_pg_);
     step_model = std::move(t.model);
     engine = std::move(t.engine);
+    init.reset();  // the weights are on the device; a model.init_from file is unmapped
 #else
     throw RuntimeError("train.device: \"cuda\", but this zerotrain was built without CUDA");
 #endif

@@ -83,6 +83,16 @@ void PartitionMap::flat_to_partition(const float* flat, float* part, int rank) c
   }
 }
 
+void PartitionMap::flat_to_partition(const InitialWeights& flat, float* part, int rank) const {
+  for (size_t u = 0; u < units_.size(); ++u) {
+    const UnitShard& s = units_[u];
+    auto [b, e] = owned_flat_range(static_cast<int>(u), rank);
+    float* dst = part + s.local_offset;
+    flat.read(b, e - b, dst);
+    std::fill(dst + (e - b), dst + s.shard, 0.0f);
+  }
+}
+
 void PartitionMap::partition_to_flat(const float* part, float* flat, int rank) const {
   for (size_t u = 0; u < units_.size(); ++u) {
     const UnitShard& s = units_[u];

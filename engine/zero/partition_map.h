@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine/model/gpt2.h"
+#include "engine/model/initial_weights.h"
 #include "engine/optim/optimizer.h"
 
 namespace zt {
@@ -49,6 +50,8 @@ class PartitionMap {
 
   // Copies between the full flat layout and rank r's partition layout (padding is zero-filled on the way in).
   void flat_to_partition(const float* flat, float* part, int rank) const;
+  // The same, reading the flat weights unit shard by unit shard (no full-size copy of them exists).
+  void flat_to_partition(const InitialWeights& flat, float* part, int rank) const;
   void partition_to_flat(const float* part, float* flat, int rank) const;
   // The same for partition elements [begin, begin + len) only; part points at element begin. Padding is skipped.
   void partition_range_to_flat(const float* part, size_t begin, size_t len, float* flat, int rank) const;

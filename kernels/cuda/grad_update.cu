@@ -24,6 +24,21 @@ __global__ void adam_kernel(float* p, const G* grad, float* m, float* v, size_t 
   p[i] = __fsub_rn(param, __fmul_rn(s.step_size, __fdiv_rn(mi, denom)));
 }
 
+// The CPU formula, operation for operation and without contraction, as adam_kernel.
+template <typename G>
+__global__ void sgd_kernel(float* p, const G* grad, float* buf, size_t n, float lr, float momentum, float wd) {
+  const size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const float d = __fadd_rn(load_f32(grad[i]), __fmul_rn(wd, p[i]));
+  if (momentum != 0.0f) {
+    const float b = __fadd_rn(__fmul_rn(momentum, buf[i]), d);
+    buf[i] = b;
+    p[i] = __fsub_rn(p[i], __fmul_rn(lr, b));
+  } else {
+    p[i] = __fsub_rn(p[i], __fmul_rn(lr, d));
+  }
+}
+
 template <typename T>
 __global__ void sum_squares_partials_kernel(float* partials, const T* x, size_t n) {
   float acc = 0.0f;
@@ -71,6 +86,15 @@ void adam_update(float* params, const G* grads, float* exp_avg, float* exp_avg_s
   ZT_CUDA_CHECK_LAUNCH("adam_kernel");
 }
 
+template <typename G>
+void sgd_update(float* params, const G* grads, float* momentum_buffer, size_t n, float lr, float momentum,
+                float weight_decay, cudaStream_t stream) {
+  if (n == 0) return;
+  sgd_kernel<<<grid_for(n, kBlock), kBlock, 0, stream>>>(params, grads, momentum_buffer, n, lr, momentum,
+                                                          weight_decay);
+  ZT_CUDA_CHECK_LAUNCH("sgd_kernel");
+}
+
 template <typename T>
 void sum_squares(double* out, float* partials, const T* x, size_t n, cudaStream_t stream) {
   const unsigned int blocks = n == 0 ? 1 : grid_stride_blocks(n);
@@ -96,6 +120,7 @@ void find_nonfinite(int* flag, const T* x, size_t n, cudaStream_t stream) {
 
 #define ZT_INSTANTIATE(T)                                                                                          \
   template void adam_update<T>(float*, const T*, float*, float*, size_t, const AdamStepScalars&, cudaStream_t);  \
+  template void sgd_update<T>(float*, const T*, float*, size_t, float, float, float, cudaStream_t);              \
   template void sum_squares<T>(double*, float*, const T*, size_t, cudaStream_t);                                 \
   template void scale_inplace<T>(T*, size_t, float, cudaStream_t);                                               \
   template void find_nonfinite<T>(int*, const T*, size_t, cudaStream_t);

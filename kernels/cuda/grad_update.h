@@ -1,5 +1,5 @@
 #pragma once
-// Kernels over flat parameter / gradient buffers: the Adam(W) update, the sum of squares behind the global
+// Kernels over flat parameter / gradient buffers: the Adam(W) and SGD updates, the sum of squares behind the global
 // gradient norm, scaling (loss-scale unscaling, clipping) and the inf/NaN check of dynamic loss scaling.
 // Gradients may be stored as float, __nv_bfloat16 or __half; parameters and optimizer state are fp32.
 #include <cuda_bf16.h>
@@ -16,6 +16,13 @@ namespace zt::cuda {
 template <typename G>
 void adam_update(float* params, const G* grads, float* exp_avg, float* exp_avg_sq, size_t n, const AdamStepScalars& s,
                  cudaStream_t stream = nullptr);
+
+// SGD as engine/optim's (torch.optim.SGD, dampening 0, no Nesterov), with its float arithmetic: d = g + wd p; with
+// momentum != 0: buf = momentum buf + d, p -= lr buf (a zero buffer gives torch's first step); without: p -= lr d
+// (the buffer is not touched and may be nullptr).
+template <typename G>
+void sgd_update(float* params, const G* grads, float* momentum_buffer, size_t n, float lr, float momentum,
+                float weight_decay, cudaStream_t stream = nullptr);
 
 // Blocks of the first pass of sum_squares: the caller provides partials of this many floats.
 constexpr int kSumSquaresPartials = 1024;

@@ -38,8 +38,9 @@ TEST(TrainDevice, CudaRefusesWhatTheGpuPathCannotRunNamingEachKey) {
     std::string members, names;
   };
   const std::vector<Case> cases = {
-      {R"("activation_checkpointing": {})", "activation_checkpointing"},
-      {R"("optimizer": {"type": "SGD", "params": {"lr": 0.1}})", "optimizer.type (SGD)"},
+      {R"("optimizer": {"type": "SGD", "params": {"lr": 0.1}}, "zero_optimization": {"stage": 1, )"
+       R"("offload_optimizer": {"device": "cpu"}})",
+       "optimizer.type (SGD) with zero_optimization.offload_optimizer.device (cpu)"},
       {R"("zero_optimization": {"stage": 1, "offload_optimizer": {"device": "nvme", "nvme_path": "/tmp"}})",
        "zero_optimization.offload_optimizer.device (nvme)"},
       {R"("zero_optimization": {"stage": 2, "offload_optimizer": {"device": "nvme", "nvme_path": "/tmp"}})",
@@ -107,6 +108,39 @@ TEST(TrainDevice, CudaTakesStagesZeroToThreeInEachPrecision) {
       cfg.train.device = TrainDevice::Auto;
       EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cuda);
     }
+  }
+}
+
+TEST(TrainDevice, AttentionParsesEachChoiceDefaultsToAutoAndRoundTrips) {
+  EXPECT_EQ(parse("").train.attention, TrainAttention::Auto);
+  EXPECT_EQ(parse(R"("train": {"device": "cuda", "attention": "flash"})").train.attention, TrainAttention::Flash);
+  EXPECT_EQ(parse(R"("train": {"attention": "reference"})").train.attention, TrainAttention::Reference);
+  EXPECT_EQ(parse("", {"train.device=auto", "train.attention=flash"}).train.attention, TrainAttention::Flash);
+  for (const char* a : {"auto", "flash", "reference"}) {
+    const Config cfg = parse(std::string(R"("train": {"device": "cuda", "attention": ")") + a + "\"}");
+    EXPECT_STREQ(train_attention_name(cfg.train.attention), a);
+    const Config again = parse_config_text(config_to_json(cfg).dump(), "resolved.json");
+    EXPECT_EQ(again.train.attention, cfg.train.attention) << a;
+  }
+  const std::string bad = config_error(with_batch(R"("train": {"attention": "fast"})"));
+  EXPECT_NE(bad.find("train.attention"), std::string::npos) << bad;
+  // The CPU model has reference attention only: flash on the CPU is refused, naming both keys.
+  const std::string cpu = config_error(with_batch(R"("train": {"device": "cpu", "attention": "flash"})"));
+  EXPECT_NE(cpu.find("train.attention: \"flash\""), std::string::npos) << cpu;
+  EXPECT_NE(cpu.find("train.device"), std::string::npos) << cpu;
+}
+
+TEST(TrainDevice, CudaTakesActivationCheckpointingAndSgdAtEveryStage) {
+  for (int stage : {0, 1, 2, 3}) {
+    SCOPED_TRACE("stage " + std::to_string(stage));
+    const std::string zero = R"("zero_optimization": {"stage": )" + std::to_string(stage) + "}";
+    const Config ckpt = parse(R"("activation_checkpointing": {}, "train": {"device": "cuda"}, )" + zero);
+    EXPECT_TRUE(ckpt.activation_checkpointing.enabled);
+    EXPECT_TRUE(cuda_unsupported_settings(ckpt).empty()) << join_settings(cuda_unsupported_settings(ckpt));
+    const Config sgd = parse(R"("optimizer": {"type": "SGD", "params": {"lr": 0.1, "momentum": 0.9, )"
+                             R"("weight_decay": 0.01}}, "train": {"device": "cuda"}, )" + zero);
+    EXPECT_EQ(sgd.optimizer.type, OptimizerType::SGD);
+    EXPECT_TRUE(cuda_unsupported_settings(sgd).empty()) << join_settings(cuda_unsupported_settings(sgd));
   }
 }
 

@@ -46,6 +46,7 @@ Config config(int stage) {
   cfg.scheduler.warmup_type = WarmupType::Linear;
   cfg.scheduler.warmup_max_lr = 3e-3;
   cfg.scheduler.warmup_num_steps = 3;
+  cfg.train.attention = TrainAttention::Reference;  // the CPU model's attention (flash has tests of its own)
   if (stage == 3) {
     // Every unit gathered before and freed after each use (this model's units are below the default persistence
     // threshold, and the default reuse distance would keep them all gathered).
@@ -59,6 +60,21 @@ Config config(int stage) {
 // without it the GPU engine reduces at stages 0-1 only at the boundary.
 bool g_announce_last_micro_batch = true;
 
+// SGD with momentum and weight decay instead of AdamW.
+Config sgd_config(int stage) {
+  Config cfg = config(stage);
+  cfg.optimizer.type = OptimizerType::SGD;
+  cfg.optimizer.momentum = 0.9;
+  cfg.optimizer.weight_decay = 0.01;
+  return cfg;
+}
+
+Config checkpointing_config(int stage) {
+  Config cfg = config(stage);
+  cfg.activation_checkpointing.enabled = true;
+  return cfg;
+}
+
 struct Trained {
   std::vector<float> losses, params, exp_avg, loss_scales;
   std::vector<bool> skipped;
@@ -70,14 +86,15 @@ struct Trained {
 
 struct EngineRun {
   std::unique_ptr<ProcessGroup> pg = make_gloo_process_group(0, 1, std::make_shared<LocalStore>(), 60.0);
-  GPT2 model{kDims, false};
+  GPT2 model;
   std::unique_ptr<StepModel> step_model;
   std::unique_ptr<ZeroEngine> engine;
 
-  EngineRun(const Config& cfg, bool gpu) {
+  EngineRun(const Config& cfg, bool gpu) : model(kDims, cfg.activation_checkpointing.enabled) {
     model.init_weights(11);
     if (gpu) {
-      CudaTraining t = make_cuda_training(cfg, model, *pg, nullptr);
+      // The trainer's GPU path: the initial weights generated from the seed, chunk by chunk, not read from the model.
+      CudaTraining t = make_cuda_training(cfg, model, *seeded_initial_weights(model, 11), *pg, nullptr);
       step_model = std::move(t.model);
       engine = std::move(t.engine);
     } else {
@@ -134,8 +151,9 @@ void train_steps(const Config& cfg, EngineRun& s, int from, int to, Trained& out
   out.memory = s.engine->memory();
   out.params.assign(s.model.num_params(), 0.0f);
   s.engine->gather_full_params(out.params.data());
-  out.exp_avg = s.full_state("exp_avg");
   out.state_names = s.engine->state_names();
+  const bool adam = std::find(out.state_names.begin(), out.state_names.end(), "exp_avg") != out.state_names.end();
+  out.exp_avg = s.full_state(adam ? "exp_avg" : "momentum_buffer");  // SGD's only state
   out.state.clear();
   for (const std::string& n : out.state_names) out.state.push_back(s.full_state(n));
 }
@@ -408,11 +426,11 @@ struct DevicePeak {
 
 DevicePeak device_peak(const Config& cfg, const ModelDims& dims) {
   auto pg = make_gloo_process_group(0, 1, std::make_shared<LocalStore>(), 60.0);
-  GPT2 layout(dims, false);
-  layout.init_weights(5);
+  GPT2 layout(dims, false, GPT2Buffers::None);  // as the trainer's GPU path: no host copy of the model
   auto gpu = std::make_shared<cuda::GPT2Cuda>(dims, layout.params(), false, cuda::Storage::F32,
                                               /*own_buffers=*/cfg.zero.stage != 3);
-  std::unique_ptr<ZeroEngine> engine = make_gpu_zero_engine(cfg, layout, gpu, *pg, nullptr);
+  std::unique_ptr<ZeroEngine> engine =
+      make_gpu_zero_engine(cfg, layout, *seeded_initial_weights(layout, 5), gpu, *pg, nullptr);
   gpu->synchronize();
   DevicePeak out;
   out.base = gpu->allocator().stats().allocated_bytes;
@@ -550,6 +568,46 @@ TEST(GpuZeroEngine, Stage2OffloadMatchesCpuOffloadEngineAndResumes) {
   check_offload_stage(2);
 }
 
+// SGD with momentum and weight decay (the sgd_update kernel, the momentum buffer as the engines' only state and
+// checkpoint buffer) at every stage, against the CPU engine's SGD, and resumed.
+TEST(GpuZeroEngine, SgdMatchesCpuEngineAndResumesAtEveryStage) {
+  ZT_REQUIRE_GPU();
+  for (int stage : {0, 1, 2, 3}) {
+    SCOPED_TRACE("SGD stage " + std::to_string(stage));
+    const Config cfg = sgd_config(stage);
+    const Trained gpu = check_matches_cpu(cfg);
+    EXPECT_EQ(gpu.state_names, (std::vector<std::string>{"master", "momentum_buffer"}));
+    // the momentum buffer, and at stages 1-3 the fp32 master partition (stage 0 in fp32 updates the model's own)
+    const size_t held =
+        stage == 0 ? gpu.params.size() : PartitionMap(GPT2(kDims, false, GPT2Buffers::None), 1).partition_numel();
+    EXPECT_EQ(gpu.memory.optimizer_bytes, (stage == 0 ? 1u : 2u) * held * sizeof(float));
+    check_resume(cfg, true, gpu);
+  }
+}
+
+// The GPU model with activation checkpointing (each block recomputed in its backward; at stage 3 between the unit's
+// gather and release) against the CPU engine with checkpointing, at stages 0 and 3.
+TEST(GpuZeroEngine, ActivationCheckpointingMatchesCpuEngineAtStages0And3) {
+  ZT_REQUIRE_GPU();
+  for (int stage : {0, 3}) {
+    SCOPED_TRACE("activation checkpointing, stage " + std::to_string(stage));
+    const Config cfg = checkpointing_config(stage);
+    check_resume(cfg, true, check_matches_cpu(cfg));
+  }
+}
+
+// Flash attention in training (the GPU model's online-softmax forward and its lse-based backward) against the CPU
+// engine's reference attention: the same losses to 1e-5 over 5 steps, at stages 0 and 3.
+TEST(GpuZeroEngine, FlashAttentionMatchesCpuEngineAtStages0And3) {
+  ZT_REQUIRE_GPU();
+  for (int stage : {0, 3}) {
+    SCOPED_TRACE("flash attention, stage " + std::to_string(stage));
+    Config cfg = config(stage);
+    cfg.train.attention = TrainAttention::Flash;
+    check_matches_cpu(cfg);
+  }
+}
+
 }  // namespace
 }  // namespace zt
 
@@ -575,6 +633,21 @@ TEST(GpuZeroEngineHarness, CpuEngineResumesExactly) {
       train_steps(cfg, s, 0, kSteps, full);
       check_resume(cfg, false, full);
     }
+  }
+}
+
+// The same for the SGD and activation-checkpointing configs of the GPU tests.
+TEST(GpuZeroEngineHarness, CpuEngineResumesExactlyWithSgdAndWithCheckpointing) {
+  for (const Config& cfg : {sgd_config(0), sgd_config(1), sgd_config(3), checkpointing_config(0),
+                            checkpointing_config(3)}) {
+    SCOPED_TRACE(describe(cfg) + (cfg.optimizer.type == OptimizerType::SGD ? ", SGD" : ", checkpointing"));
+    Trained full;
+    EngineRun s(cfg, false);
+    train_steps(cfg, s, 0, kSteps, full);
+    if (cfg.optimizer.type == OptimizerType::SGD) {
+      EXPECT_EQ(full.state_names, (std::vector<std::string>{"master", "momentum_buffer"}));
+    }
+    check_resume(cfg, false, full);
   }
 }
 

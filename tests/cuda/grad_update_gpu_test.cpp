@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "engine/optim/optimizer.h"
@@ -52,6 +53,45 @@ TYPED_TEST(GradUpdateGpu, AdamMatchesCpuOptimizer) {
   ZT_REQUIRE_GPU();
   check_adam<TypeParam>(true);
   check_adam<TypeParam>(false);
+}
+
+// SGD with and without momentum, weight decay on the first half only: the same float operations as the CPU
+// optimizer, so parameters and the momentum buffer agree to fp32 rounding over 3 steps.
+template <typename G>
+void check_sgd(double momentum) {
+  SCOPED_TRACE("momentum " + std::to_string(momentum));
+  const size_t n = 100003;
+  zt::OptimizerConfig cfg;
+  cfg.type = zt::OptimizerType::SGD;
+  cfg.momentum = momentum;
+  cfg.weight_decay = 0.1;
+  const double lr = 0.05;
+  auto cpu = zt::make_optimizer(cfg, n);
+  auto params = random_floats(n, 50);
+  DeviceArray<float> d_params(params), d_buf(std::vector<float>(n, 0.0f));
+  const std::vector<zt::DecayRange> ranges = {{0, n / 2, true}};
+  for (int64_t step = 1; step <= 3; step++) {
+    const auto grads = round_to<G>(random_floats(n, 51 + (uint32_t)step));
+    cpu->step(params.data(), grads.data(), ranges, lr, step);
+    DeviceArray<G> d_grads(grads);
+    zt::cuda::sgd_update(d_params.get(), d_grads.get(), d_buf.get(), n / 2, (float)lr, (float)momentum, 0.1f);
+    zt::cuda::sgd_update(d_params.get() + n / 2, d_grads.get() + n / 2, d_buf.get() + n / 2, n - n / 2, (float)lr,
+                         (float)momentum, 0.0f);
+  }
+  expect_close("params", params, d_params.download(), 1e-6);
+  const auto state = cpu->state();
+  const std::vector<float> buf = d_buf.download();
+  if (momentum != 0.0) {
+    expect_close("momentum_buffer", std::vector<float>(state[0].second, state[0].second + n), buf, 1e-6);
+  } else {
+    EXPECT_EQ(buf, std::vector<float>(n, 0.0f));  // untouched without momentum
+  }
+}
+
+TYPED_TEST(GradUpdateGpu, SgdMatchesCpuOptimizer) {
+  ZT_REQUIRE_GPU();
+  check_sgd<TypeParam>(0.9);
+  check_sgd<TypeParam>(0.0);
 }
 
 TYPED_TEST(GradUpdateGpu, SumSquaresAndScale) {

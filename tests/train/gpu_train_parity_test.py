@@ -12,12 +12,17 @@ other block, the embeddings: several collectives issued during backward, one of 
 and 2 on two ranks in fp32 and at stage 2 in bf16. GPU runs stopped after 3 steps and resumed from their checkpoint
 (stages 1 and 3) must continue with the same losses, and so must a GPU run whose checkpoints go from offloaded to
 on-device optimizer state and back.
+These runs use the reference attention on the GPU (train.attention "reference", the CPU model's); then, each against
+the CPU run of the same config to the same tolerances: activation checkpointing (stage 0 on one rank, stage 3 on
+two), SGD with momentum and weight decay (stage 1 on one rank, stage 3 on two), and flash attention on the GPU only
+(fp32 at stage 1 on one rank, bf16 at stage 3 on two).
 
 Without a GPU (or without CUDA in the build) it checks instead that `train.device=cuda` is refused cleanly (usage
-exit code, the message names train.device, also with bf16, bf16 plus optimizer offload at stage 2 and bf16 at stage
-3, which the GPU path takes), then reports itself skipped ("no GPU", exit code 77, ctest's SKIP_RETURN_CODE). That
-configs the GPU path does not support (offload_param, optimizer offload to nvme, optimizer offload at stage 3) are
-refused at parse time, naming the keys, is checked everywhere."""
+exit code, the message names train.device, also with bf16, bf16 plus optimizer offload at stage 2, bf16 at stage 3,
+and bf16 with activation checkpointing, with SGD at stage 3 and with train.attention "flash", which the GPU path
+takes), then reports itself skipped ("no GPU", exit code 77, ctest's SKIP_RETURN_CODE). That configs the GPU path
+does not support (offload_param, optimizer offload to nvme, optimizer offload at stage 3) are refused at parse time,
+naming the keys, is checked everywhere."""
 import argparse
 import json
 import os
@@ -42,6 +47,9 @@ STAGE3_GATHER_EVERY_USE = ["zero_optimization.stage3_param_persistence_threshold
                            "zero_optimization.stage3_max_reuse_distance=0"]
 # Gradients reduced in several buckets while backward goes on (stages 0-2 on the GPU).
 OVERLAPPED_BUCKETS = ["zero_optimization.overlap_comm=true", "zero_optimization.reduce_bucket_size=60000"]
+CHECKPOINTING = ["activation_checkpointing.enabled=true"]
+SGD = ["optimizer.type=SGD", "optimizer.params.momentum=0.9", "optimizer.params.weight_decay=0.01"]
+FLASH = ["train.attention=flash"]
 
 
 def write_shard(path, n_tokens, seed):
@@ -70,7 +78,8 @@ def base_config(shard):
         "zero_optimization": {"stage": 0},
         "model": {"n_layer": 2, "n_head": 2, "n_embd": 64, "vocab_size": 256, "block_size": 64},
         "data": {"train": [shard], "seq_len": 64, "shuffle": True},
-        "train": {"max_steps": STEPS, "seed": 1234},
+        # The CPU model's attention on the GPU too (the model's head dim, 32, would take flash by default).
+        "train": {"max_steps": STEPS, "seed": 1234, "attention": "reference"},
     }
 
 
@@ -142,7 +151,10 @@ def main():
             # bf16, also with the optimizer offloaded at stage 2, and at stage 3, passes the config's check for the
             # GPU path and meets the same missing GPU.
             for what, extra in (("bf16", []), ("bf16 with optimizer offload", ["zero_optimization.stage=2"] + OFFLOAD),
-                                ("bf16 at stage 3", ["zero_optimization.stage=3"])):
+                                ("bf16 at stage 3", ["zero_optimization.stage=3"]),
+                                ("bf16 with activation checkpointing", CHECKPOINTING),
+                                ("bf16 with SGD at stage 3", ["zero_optimization.stage=3"] + SGD),
+                                ("bf16 with flash attention", FLASH)):
                 cmd, p = run(zt, config, os.path.join(tmp, "probe_bf16"),
                              ["train.device=cuda", "bf16.enabled=true", "train.max_steps=1"] + extra)
                 if p.returncode != 2 or "does not support" in p.stderr or not (
@@ -162,7 +174,7 @@ def main():
                   file=sys.stderr)
             return 1
 
-        # (precision, stage, ranks, offload[, "buckets"]); fp16 starts at scale 2^8, far from overflowing this model's
+        # (precision, stage, ranks, offload); fp16 starts at scale 2^8, far from overflowing this model's
         # gradients.
         precisions = {"fp32": [], "bf16": ["bf16.enabled=true"],
                       "fp16": ["fp16.enabled=true", "fp16.initial_scale_power=8"]}
@@ -170,17 +182,28 @@ def main():
                  ("fp32", 0, 2, False), ("fp32", 2, 2, False), ("fp32", 3, 2, False), ("bf16", 0, 1, False),
                  ("bf16", 1, 1, False), ("bf16", 2, 1, False), ("bf16", 3, 1, False), ("bf16", 2, 2, False),
                  ("bf16", 3, 2, False), ("fp16", 1, 1, False), ("fp32", 1, 1, True), ("fp32", 2, 2, True),
-                 ("bf16", 2, 2, True), ("fp32", 0, 2, False, "buckets"), ("fp32", 1, 2, False, "buckets"),
-                 ("fp32", 2, 2, False, "buckets"), ("bf16", 2, 2, False, "buckets")]
-        for precision, stage, nproc, offload, *buckets in cases:
-            name = f"{precision}_s{stage}_n{nproc}" + ("_offload" if offload else "") + ("_buckets" if buckets else "")
+                 ("bf16", 2, 2, True)]
+        # (precision, stage, ranks, offload, feature): feature is "" or a key of `features`, whose first list goes to
+        # both runs and whose second to the GPU run only.
+        features = {"": ([], []), "buckets": (OVERLAPPED_BUCKETS, []), "checkpointing": (CHECKPOINTING, []),
+                    "SGD": (SGD, []), "flash": ([], FLASH)}
+        cases = [c + ("",) for c in cases] + [
+            ("fp32", 0, 2, False, "buckets"), ("fp32", 1, 2, False, "buckets"),
+            ("fp32", 2, 2, False, "buckets"), ("bf16", 2, 2, False, "buckets"),
+            ("fp32", 0, 1, False, "checkpointing"), ("fp32", 3, 2, False, "checkpointing"),
+            ("fp32", 1, 1, False, "SGD"), ("fp32", 3, 2, False, "SGD"),
+            ("fp32", 1, 1, False, "flash"), ("bf16", 3, 2, False, "flash")]
+        for precision, stage, nproc, offload, feature in cases:
+            name = f"{precision}_s{stage}_n{nproc}" + ("_offload" if offload else "") + \
+                (f"_{feature}" if feature else "")
             ref_dir, gpu_dir = (os.path.join(tmp, f"{dev}_{name}") for dev in ("cpu", "cuda"))
             results, skips = {}, {}
+            both, gpu_only = features[feature]
             for dev, d in (("cpu", ref_dir), ("cuda", gpu_dir)):
                 cmd, p = run(zt, config, d, [f"train.device={dev}", f"zero_optimization.stage={stage}"] +
                              precisions[precision] + (OFFLOAD if offload else []) +
-                             (STAGE3_GATHER_EVERY_USE if stage == 3 else []) +
-                             (OVERLAPPED_BUCKETS if buckets else []), nproc)
+                             (STAGE3_GATHER_EVERY_USE if stage == 3 else []) + both +
+                             (gpu_only if dev == "cuda" else []), nproc)
                 if p.returncode != 0:
                     failures.append(f"{' '.join(cmd)} exited {p.returncode}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
                     break
@@ -188,7 +211,7 @@ def main():
                 skips[dev] = skipped_steps(d)
             if len(results) == 2:
                 what = f"{precision} stage {stage}, {nproc} rank(s)" + (", optimizer offloaded" if offload else "") + \
-                    (", overlapped buckets" if buckets else "")
+                    (f", {feature}" if feature else "")
                 compare(what, results["cuda"], results["cpu"], range(1, STEPS + 1), failures,
                         REL_TOL if precision == "fp32" else REL_TOL_16BIT)
                 if skips["cuda"] != skips["cpu"]:

@@ -91,6 +91,7 @@ size_t storage_bytes(Storage s) { return s == Storage::F32 ? 4 : 2; }
 struct GPT2Cuda::Impl {
   ModelDims d;
   bool flash = false;
+  bool ckpt = false;  // activation checkpointing: one block's activations, recomputed in backward
   Storage storage = Storage::F32;
   std::vector<size_t> offsets;  // of each parameter in the flat buffer
   size_t n_params = 0;
@@ -110,6 +111,7 @@ struct GPT2Cuda::Impl {
   }
 
   virtual ~Impl() = default;
+  virtual size_t activation_bytes() const = 0;
   virtual float forward(const int32_t* inputs, const int32_t* targets, int B, int T) = 0;
   virtual void backward(float grad_scale) = 0;
 };
@@ -126,8 +128,10 @@ struct TypedModel final : GPT2Cuda::Impl {
 
   int B = 0, T = 0;
   void* acts_mem = nullptr;
-  std::vector<S*> residual;
-  std::vector<BlockActs> blocks;
+  size_t acts_bytes = 0;
+  std::vector<S*> residual;           // n_layer + 1 residual streams: residual[l] is block l's input
+  std::vector<BlockActs> blocks;      // n_layer sets, or one shared set with checkpointing
+  int scratch_layer = -1;             // with checkpointing: which block's activations the shared set holds
   S *tmp_c = nullptr, *lnf = nullptr, *logits = nullptr, *dres = nullptr, *dtmp_c = nullptr, *dqkv = nullptr,
     *dfch = nullptr;
   float *lnf_mean = nullptr, *lnf_rstd = nullptr, *lse = nullptr, *losses = nullptr, *att_scratch = nullptr;
@@ -141,6 +145,8 @@ struct TypedModel final : GPT2Cuda::Impl {
 
   float forward(const int32_t* host_inputs, const int32_t* host_targets, int newB, int newT) override;
   void backward(float grad_scale) override;
+  size_t activation_bytes() const override { return acts_bytes; }
+  BlockActs& acts_of(int l) { return blocks[ckpt ? 0 : l]; }
   void carve_activations(Carver& c);
   void allocate_activations(int newB, int newT);
   void matmul_forward(S* out, const S* inp, const S* w, const S* b, int N, int C, int OC);
@@ -155,7 +161,7 @@ void TypedModel<S>::carve_activations(Carver& c) {
   const size_t att_floats = flash ? (size_t)B * NH * T : (size_t)B * NH * T * T;
   residual.assign(L + 1, nullptr);
   for (auto& r : residual) r = c.take<S>(BT * C);
-  blocks.assign(L, BlockActs{});
+  blocks.assign(ckpt ? 1 : L, BlockActs{});
   for (auto& a : blocks) {
     a.ln1 = c.take<S>(BT * C);
     a.ln1_mean = c.take<float>(BT);
@@ -195,9 +201,11 @@ void TypedModel<S>::allocate_activations(int newB, int newT) {
   T = newT;
   Carver measure(nullptr);
   carve_activations(measure);
-  acts_mem = alloc.allocate(measure.bytes());
+  acts_bytes = measure.bytes();
+  acts_mem = alloc.allocate(acts_bytes);
   Carver carve(static_cast<char*>(acts_mem));
   carve_activations(carve);
+  scratch_layer = -1;
 }
 
 // Conv1D: out[N,OC] = inp[N,C] @ w[C,OC] + b.
@@ -220,7 +228,7 @@ void TypedModel<S>::matmul_backward(S* dinp, S* dw, S* db, const S* dout, const 
 template <typename S>
 void TypedModel<S>::block_forward(int l) {
   const int BT = B * T, C = d.n_embd, NH = d.n_head;
-  BlockActs& a = blocks[l];
+  BlockActs& a = acts_of(l);
   const S* x = residual[l];
   layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, p(bp(l, kLn1W)), p(bp(l, kLn1B)), BT, C, stream);
   matmul_forward(a.qkv, a.ln1, p(bp(l, kAttnW)), p(bp(l, kAttnB)), BT, C, 3 * C);
@@ -236,13 +244,19 @@ void TypedModel<S>::block_forward(int l) {
   gelu_forward(a.fch_gelu, a.fch, (size_t)BT * 4 * C, stream);
   matmul_forward(tmp_c, a.fch_gelu, p(bp(l, kFcProjW)), p(bp(l, kFcProjB)), BT, 4 * C, C);
   residual_forward(residual[l + 1], a.residual2, tmp_c, (size_t)BT * C, stream);
+  scratch_layer = l;
 }
 
 // dres: d(loss)/d(block output) on entry, d(loss)/d(block input) on exit (the CPU model's scheme).
+// With checkpointing the block's forward runs again first, from the kept input residual[l], inside the caller's
+// before_backward/after_backward of the block's unit (the CPU model's contract: stage 3 has the unit gathered then).
+// The kernels are deterministic, so the recomputed activations equal the first forward's bit for bit; the recompute
+// also rewrites residual[l + 1] and tmp_c with the values they had, which backward no longer reads.
 template <typename S>
 void TypedModel<S>::block_backward(int l) {
   const int BT = B * T, C = d.n_embd, NH = d.n_head;
-  BlockActs& a = blocks[l];
+  if (ckpt && scratch_layer != l) block_forward(l);
+  BlockActs& a = acts_of(l);
   const S* x = residual[l];
   matmul_backward(dfch, g(bp(l, kFcProjW)), g(bp(l, kFcProjB)), dres, a.fch_gelu, p(bp(l, kFcProjW)), BT, 4 * C, C);
   gelu_backward(dfch, a.fch, dfch, (size_t)BT * 4 * C, stream);
@@ -348,11 +362,12 @@ std::unique_ptr<GPT2Cuda::Impl> make_model(Storage storage) {
 }  // namespace
 
 GPT2Cuda::GPT2Cuda(const ModelDims& dims, const std::vector<ParamInfo>& layout, bool flash_attention,
-                   Storage storage, bool own_buffers)
+                   Storage storage, bool own_buffers, bool activation_checkpointing)
     : impl_((check_layout(dims, layout, flash_attention), make_model(storage))) {
   Impl& m = *impl_;
   m.d = dims;
   m.flash = flash_attention;
+  m.ckpt = activation_checkpointing;
   m.storage = storage;
   for (const ParamInfo& pi : layout) m.offsets.push_back(pi.offset);
   m.n_params = layout.back().offset + layout.back().numel;
@@ -395,21 +410,26 @@ void require_own_buffers(const GPT2Cuda::Impl& m, const char* what) {
 
 }  // namespace
 
-void GPT2Cuda::upload_params(const float* host) {
+void GPT2Cuda::upload_params(const float* host) { upload_params(0, impl_->n_params, host); }
+
+void GPT2Cuda::upload_params(size_t offset, size_t n, const float* host) {
   Impl& m = *impl_;
   require_own_buffers(m, "upload_params");
+  if (offset > m.n_params || n > m.n_params - offset)
+    throw RuntimeError("GPT2Cuda::upload_params: [" + std::to_string(offset) + ", " + std::to_string(offset + n) +
+                       ") is outside the model's " + std::to_string(m.n_params) + " parameters");
+  char* dst = static_cast<char*>(m.params) + offset * storage_bytes(m.storage);
   if (m.storage == Storage::F32) {
-    ZT_CUDA_CHECK(cudaMemcpyAsync(m.params, host, m.n_params * sizeof(float), cudaMemcpyHostToDevice, m.stream));
+    ZT_CUDA_CHECK(cudaMemcpyAsync(dst, host, n * sizeof(float), cudaMemcpyHostToDevice, m.stream));
     synchronize();
     return;
   }
-  std::vector<uint16_t> bits(m.n_params);
+  std::vector<uint16_t> bits(n);
   if (m.storage == Storage::BF16)
-    float_to_bf16_array(host, bits.data(), m.n_params);
+    float_to_bf16_array(host, bits.data(), n);
   else
-    float_to_fp16_array(host, bits.data(), m.n_params);
-  ZT_CUDA_CHECK(
-      cudaMemcpyAsync(m.params, bits.data(), m.n_params * sizeof(uint16_t), cudaMemcpyHostToDevice, m.stream));
+    float_to_fp16_array(host, bits.data(), n);
+  ZT_CUDA_CHECK(cudaMemcpyAsync(dst, bits.data(), n * sizeof(uint16_t), cudaMemcpyHostToDevice, m.stream));
   synchronize();
 }
 
@@ -479,5 +499,6 @@ float GPT2Cuda::forward(const int32_t* inputs, const int32_t* targets, int B, in
 }
 
 void GPT2Cuda::backward(float grad_scale) { impl_->backward(grad_scale); }
+size_t GPT2Cuda::activation_bytes() const { return impl_->activation_bytes(); }
 
 }  // namespace zt::cuda

@@ -5,7 +5,7 @@
 // fp32, and LayerNorm statistics, attention probabilities or log-sum-exp and the losses are kept in fp32.
 // For ZeRO stage 3 it exposes the CPU model's unit hooks (UnitHooks, same units and order): each unit's parameters
 // and gradients can live in buffers of their own, and the model may be built without full-size buffers at all.
-// What it does not do (yet): activation checkpointing.
+// With activation checkpointing it keeps only each block's input and recomputes the block's forward in backward.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -27,8 +27,10 @@ class GPT2Cuda {
   // flash_attention: the online-softmax forward (keeps lse instead of [T,T] probabilities per layer).
   // own_buffers = false (stage 3): no full-size parameter and gradient buffers; every unit must be given buffers
   // through set_unit_buffers (from a hook) before the model touches it.
+  // activation_checkpointing: as GPT2's (one block's activations plus the block inputs; each block's forward runs
+  // again in its backward, between the unit's before_backward and after_backward, as on the CPU).
   GPT2Cuda(const ModelDims& dims, const std::vector<ParamInfo>& layout, bool flash_attention,
-           Storage storage = Storage::F32, bool own_buffers = true);
+           Storage storage = Storage::F32, bool own_buffers = true, bool activation_checkpointing = false);
   ~GPT2Cuda();
   GPT2Cuda(const GPT2Cuda&) = delete;
   GPT2Cuda& operator=(const GPT2Cuda&) = delete;
@@ -38,6 +40,8 @@ class GPT2Cuda {
   // Host buffers of num_params() floats. In 16-bit storage an upload rounds to nearest even (as the CPU engines'
   // round_to_working) and a download widens exactly.
   void upload_params(const float* host);
+  // Elements [offset, offset + n) of the flat layout only (host: n floats).
+  void upload_params(size_t offset, size_t n, const float* host);
   void download_params(float* host);
   void download_grads(float* host);
   void zero_grad();
@@ -48,6 +52,8 @@ class GPT2Cuda {
   // storage type: with fp16 a gradient beyond its range becomes inf, which the engine's overflow check finds.
   void backward(float grad_scale = 1.0f);
   void synchronize();
+  // Device bytes of the activations for the last forward's (B, T) (kept for backward plus backward scratch).
+  size_t activation_bytes() const;
 
   // For the engine that trains this model (engine/zero/cuda): the flat device buffers (num_params() elements of the
   // storage type), the stream all of the model's work runs on (a cudaStream_t), and the allocator whose blocks may

@@ -1,9 +1,14 @@
 #include "engine/zero/cuda/cuda_training.h"
 
+#include <string>
+
+#include "engine/base/error.h"
+#include "engine/base/logging.h"
 #include "engine/model/cuda/gpt2_cuda.h"
 #include "engine/zero/cuda/gpu_zero_engine.h"
 #include "engine/zero/cuda/nvtx_range.h"
 #include "engine/zero/mixed_precision.h"
+#include "kernels/cuda/attention.h"
 
 namespace zt {
 namespace {
@@ -39,12 +44,34 @@ cuda::Storage storage_for(const Config& cfg) {
 
 }  // namespace
 
-CudaTraining make_cuda_training(const Config& cfg, GPT2& host_model, ProcessGroup& host_pg, ProcessGroup* device_pg) {
+bool use_flash_attention(const Config& cfg) {
+  const int head_dim = cfg.model.n_embd / cfg.model.n_head;
+  switch (cfg.train.attention) {
+    case TrainAttention::Reference:
+      return false;
+    case TrainAttention::Flash:
+      if (!cuda::flash_attention_supports(head_dim))
+        throw ConfigError("train.attention: \"flash\", but its kernel takes head dims 32 and 64, not " +
+                          std::to_string(head_dim) + " (model.n_embd / model.n_head); use \"reference\" or "
+                          "\"auto\"");
+      return true;
+    case TrainAttention::Auto:
+      break;
+  }
+  return cuda::flash_attention_supports(head_dim);
+}
+
+CudaTraining make_cuda_training(const Config& cfg, const GPT2& layout, const InitialWeights& init,
+                                ProcessGroup& host_pg, ProcessGroup* device_pg) {
   // Stage 3 never holds the full model on the device: the GPU model gets no full-size buffers.
-  auto gpu = std::make_shared<cuda::GPT2Cuda>(host_model.dims(), host_model.params(), /*flash_attention=*/false,
-                                              storage_for(cfg), /*own_buffers=*/cfg.zero.stage != 3);
+  const bool flash = use_flash_attention(cfg);
+  spdlog::info("GPU model: {} storage, {} attention{}", cuda::storage_name(storage_for(cfg)),
+               flash ? "flash" : "reference", cfg.activation_checkpointing.enabled ? ", activation checkpointing" : "");
+  auto gpu = std::make_shared<cuda::GPT2Cuda>(layout.dims(), layout.params(), flash,
+                                              storage_for(cfg), /*own_buffers=*/cfg.zero.stage != 3,
+                                              cfg.activation_checkpointing.enabled);
   CudaTraining t;
-  t.engine = make_gpu_zero_engine(cfg, host_model, gpu, host_pg, device_pg);
+  t.engine = make_gpu_zero_engine(cfg, layout, init, gpu, host_pg, device_pg);
   t.model = std::make_unique<GpuStepModel>(std::move(gpu));
   return t;
 }

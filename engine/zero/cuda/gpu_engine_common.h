@@ -6,13 +6,16 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "engine/base/error.h"
 #include "engine/comm/process_group.h"
 #include "engine/model/cuda/gpt2_cuda.h"
+#include "engine/model/initial_weights.h"
 #include "engine/zero/engine_common.h"
 #include "engine/zero/mixed_precision.h"
 #include "kernels/cuda/cuda_check.h"
@@ -20,9 +23,50 @@
 
 namespace zt {
 
+// The initial weights in chunks of at most 4Mi elements through one host buffer, put(offset, n, host) each: the
+// host never holds the full model (put must be done with host when it returns).
+template <typename Put>
+void for_each_initial_chunk(const InitialWeights& init, Put&& put) {
+  constexpr size_t kChunk = size_t(1) << 22;
+  std::vector<float> host(std::min(kChunk, init.num_params()));
+  for (size_t at = 0; at < init.num_params(); at += kChunk) {
+    const size_t n = std::min(kChunk, init.num_params() - at);
+    init.read(at, n, host.data());
+    put(at, n, host.data());
+  }
+}
+
 // Named as the CPU optimizer names its buffers, so checkpoints move between the CPU and the GPU path.
 constexpr const char* kExpAvg = "exp_avg";
 constexpr const char* kExpAvgSq = "exp_avg_sq";
+constexpr const char* kMomentumBuffer = "momentum_buffer";
+
+// The GPU engines' optimizer state: Adam/AdamW's two moments, or SGD's momentum buffer, which the engines keep in
+// their first state buffer (exp_avg_; the second, exp_avg_sq_, is Adam's only).
+inline std::vector<std::string> optimizer_state_names(const OptimizerConfig& o) {
+  if (o.type == OptimizerType::SGD) return {kMomentumBuffer};
+  return {kExpAvg, kExpAvgSq};
+}
+inline bool has_second_state(const OptimizerConfig& o) { return o.type != OptimizerType::SGD; }
+
+// The update over each weight-decay range of params from the fp32 grads: Adam/AdamW with the CPU optimizer's
+// per-step scalars, or SGD (decay on the decayed ranges only, as the CPU's).
+inline void optimizer_update(const OptimizerConfig& o, bool decoupled, float* params, const float* grads,
+                             float* state0, float* state1, const std::vector<DecayRange>& ranges, double lr,
+                             int64_t step, cudaStream_t stream) {
+  for (const DecayRange& d : ranges) {
+    if (d.end <= d.begin) continue;
+    const size_t n = d.end - d.begin;
+    if (o.type == OptimizerType::SGD) {
+      cuda::sgd_update(params + d.begin, grads + d.begin, state0 + d.begin, n, static_cast<float>(lr),
+                       static_cast<float>(o.momentum), d.decay ? static_cast<float>(o.weight_decay) : 0.0f, stream);
+    } else {
+      cuda::adam_update(params + d.begin, grads + d.begin, state0 + d.begin, state1 + d.begin, n,
+                        adam_step_scalars(o, decoupled, lr, step, d.decay), stream);
+    }
+  }
+  ZT_CUDA_CHECK_LAUNCH("optimizer_update");
+}
 
 template <typename S>
 constexpr cuda::Storage storage_of() {
@@ -71,11 +115,12 @@ class DeviceGradients : public ReducedGradients {
   int* flag_;
 };
 
-// What every GPU engine requires of its arguments (Adam, a device process group beyond one rank, a GPU model of the
+// What every GPU engine requires of its arguments (no offloaded SGD, a device process group beyond one rank, a GPU model of the
 // layout's size in the engine's storage type); throws RuntimeError naming what does not fit.
 inline void check_gpu_engine_args(const Config& cfg, size_t layout_params, const cuda::GPT2Cuda& model,
                                   cuda::Storage storage, int world, const ProcessGroup* device_pg) {
-  if (cfg.optimizer.type == OptimizerType::SGD) throw RuntimeError("the GPU engine has no SGD update (Adam only)");
+  if (cfg.optimizer.type == OptimizerType::SGD && cfg.zero.offload_optimizer.device != OffloadDevice::None)
+    throw RuntimeError("the GPU engine offloads Adam only: optimizer.type SGD with zero_optimization.offload_optimizer");
   if (world > 1 && device_pg == nullptr)
     throw RuntimeError("the GPU engine needs a process group for device buffers at world size " +
                        std::to_string(world));
@@ -95,11 +140,13 @@ inline void order_comm_after(cudaStream_t compute, cudaEvent_t event) {
   ZT_CUDA_CHECK(cudaStreamWaitEvent(cudaStreamLegacy, event, 0));
 }
 
-// The checkpoint buffer called name among the fp32 master and Adam's moments.
-inline float* adam_state_buffer(const std::string& name, float* master, float* exp_avg, float* exp_avg_sq) {
+// The checkpoint buffer called name among the fp32 master and the optimizer's state buffers.
+inline float* optimizer_state_buffer(const OptimizerConfig& o, const std::string& name, float* master, float* state0,
+                                     float* state1) {
   if (name == "master") return master;
-  if (name == kExpAvg) return exp_avg;
-  if (name == kExpAvgSq) return exp_avg_sq;
+  const std::vector<std::string> names = optimizer_state_names(o);
+  for (size_t i = 0; i < names.size(); ++i)
+    if (name == names[i]) return i == 0 ? state0 : state1;
   throw RuntimeError("the GPU engine has no state buffer '" + name + "' (a checkpoint of another optimizer?)");
 }
 

@@ -38,8 +38,8 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
   static constexpr bool kMixed = !std::is_same_v<S, float>;
 
  public:
-  GpuStage3Engine(const Config& cfg, GPT2& layout, std::shared_ptr<cuda::GPT2Cuda> model, ProcessGroup& host_pg,
-                  ProcessGroup* device_pg)
+  GpuStage3Engine(const Config& cfg, const GPT2& layout, const InitialWeights& init,
+                  std::shared_ptr<cuda::GPT2Cuda> model, ProcessGroup& host_pg, ProcessGroup* device_pg)
       : cfg_(cfg),
         model_(std::move(model)),
         host_pg_(host_pg),
@@ -70,8 +70,8 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
 
     // The partition's buffers, for the whole run.
     master_ = take<float>(part_n_);
-    exp_avg_ = take<float>(part_n_);
-    exp_avg_sq_ = take<float>(part_n_);
+    exp_avg_ = take<float>(part_n_);  // SGD: the momentum buffer
+    if (has_second_state(cfg.optimizer)) exp_avg_sq_ = take<float>(part_n_);
     grads_ = take<float>(part_n_);
     if constexpr (kMixed)
       working_ = take<S>(part_n_);
@@ -89,10 +89,10 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
     if (world_ > 1)
       for (float*& s : reduce_out_) s = take<float>(max_shard);
     ZT_CUDA_CHECK(cudaMemsetAsync(exp_avg_, 0, part_n_ * sizeof(float), stream_));
-    ZT_CUDA_CHECK(cudaMemsetAsync(exp_avg_sq_, 0, part_n_ * sizeof(float), stream_));
+    if (exp_avg_sq_) ZT_CUDA_CHECK(cudaMemsetAsync(exp_avg_sq_, 0, part_n_ * sizeof(float), stream_));
     ZT_CUDA_CHECK(cudaMemsetAsync(grads_, 0, part_n_ * sizeof(float), stream_));
     std::vector<float> part(part_n_);
-    map_.flat_to_partition(layout.param_data(), part.data(), rank_);
+    map_.flat_to_partition(init, part.data(), rank_);
     upload(master_, part.data(), part_n_);
 
     planner_ = std::make_unique<UnitGatherPlanner>(std::move(padded), cfg.zero, static_cast<UnitGatherer&>(*this));
@@ -130,12 +130,8 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
     planner_->drop_all();  // gathered copies are stale after the update (also after a skipped step's gathers)
     DeviceGradients grads(grads_, part_n_, stream_, partials_, sum_squares_, overflow_flag_);
     if (finish_gradients(host_pg_, scaler_, grads, cfg_.gradient_clipping, /*partitioned=*/true, r)) {
-      for (const DecayRange& d : ranges_) {
-        if (d.end <= d.begin) continue;
-        const AdamStepScalars s = adam_step_scalars(cfg_.optimizer, decoupled_, lr, step, d.decay);
-        cuda::adam_update(master_ + d.begin, grads_ + d.begin, exp_avg_ + d.begin, exp_avg_sq_ + d.begin,
-                          d.end - d.begin, s, stream_);
-      }
+      optimizer_update(cfg_.optimizer, decoupled_, master_, grads_, exp_avg_, exp_avg_sq_, ranges_, lr, step,
+                       stream_);
     }
     publish_master();
     return r;
@@ -148,7 +144,7 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
     // are transient: their peak is the comm term.
     m.param_bytes = part_n_ * sizeof(S);
     m.grad_bytes = part_n_ * sizeof(float);
-    m.optimizer_bytes = (kMixed ? 3 : 2) * part_n_ * sizeof(float);
+    m.optimizer_bytes = ((kMixed ? 1 : 0) + optimizer_state_names(cfg_.optimizer).size()) * part_n_ * sizeof(float);
     m.comm_bytes = peak_transient_bytes_ + (world_ > 1 ? 2 * max_shard_bytes() : 0);
     return m;
   }
@@ -177,7 +173,11 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
 
   int stage() const override { return 3; }
   const PartitionMap& partition_map() const override { return map_; }
-  std::vector<std::string> state_names() const override { return {"master", kExpAvg, kExpAvgSq}; }
+  std::vector<std::string> state_names() const override {
+    std::vector<std::string> names = optimizer_state_names(cfg_.optimizer);
+    names.insert(names.begin(), "master");
+    return names;
+  }
 
   void export_partition(const std::string& name, float* partition) override {
     ZT_CUDA_CHECK(cudaMemcpyAsync(partition, state_buffer(name), part_n_ * sizeof(float), cudaMemcpyDeviceToHost,
@@ -365,7 +365,9 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
     return m * sizeof(float);
   }
 
-  float* state_buffer(const std::string& name) { return adam_state_buffer(name, master_, exp_avg_, exp_avg_sq_); }
+  float* state_buffer(const std::string& name) {
+    return optimizer_state_buffer(cfg_.optimizer, name, master_, exp_avg_, exp_avg_sq_);
+  }
 
   void upload(float* dev, const float* host, size_t n) {
     ZT_CUDA_CHECK(cudaMemcpyAsync(dev, host, n * sizeof(float), cudaMemcpyHostToDevice, stream_));
@@ -408,10 +410,11 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
 
 }  // namespace
 
-std::unique_ptr<ZeroEngine> make_gpu_stage3_engine(const Config& cfg, GPT2& layout,
+std::unique_ptr<ZeroEngine> make_gpu_stage3_engine(const Config& cfg, const GPT2& layout,
+                                                   const InitialWeights& init,
                                                    std::shared_ptr<cuda::GPT2Cuda> model, ProcessGroup& host_pg,
                                                    ProcessGroup* device_pg) {
-  return make_for_precision<GpuStage3Engine>(cfg, layout, std::move(model), host_pg, device_pg);
+  return make_for_precision<GpuStage3Engine>(cfg, layout, init, std::move(model), host_pg, device_pg);
 }
 
 }  // namespace zt

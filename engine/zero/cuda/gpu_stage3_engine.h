@@ -10,6 +10,7 @@
 
 #include "engine/comm/process_group.h"
 #include "engine/model/gpt2.h"
+#include "engine/model/initial_weights.h"
 #include "engine/zero/zero_engine.h"
 
 namespace zt::cuda {
@@ -19,7 +20,8 @@ class GPT2Cuda;
 namespace zt {
 
 // model: built with own_buffers = false. Other arguments as make_gpu_zero_engine's.
-std::unique_ptr<ZeroEngine> make_gpu_stage3_engine(const Config& cfg, GPT2& layout,
+std::unique_ptr<ZeroEngine> make_gpu_stage3_engine(const Config& cfg, const GPT2& layout,
+                                                   const InitialWeights& init,
                                                    std::shared_ptr<cuda::GPT2Cuda> model, ProcessGroup& host_pg,
                                                    ProcessGroup* device_pg);
 

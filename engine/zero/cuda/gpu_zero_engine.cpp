@@ -49,8 +49,8 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
   static constexpr bool kMixed = !std::is_same_v<S, float>;
 
  public:
-  GpuZeroEngine(const Config& cfg, GPT2& layout, std::shared_ptr<cuda::GPT2Cuda> model, ProcessGroup& host_pg,
-                ProcessGroup* device_pg)
+  GpuZeroEngine(const Config& cfg, const GPT2& layout, const InitialWeights& init,
+                std::shared_ptr<cuda::GPT2Cuda> model, ProcessGroup& host_pg, ProcessGroup* device_pg)
       : cfg_(cfg),
         model_(std::move(model)),
         host_pg_(host_pg),
@@ -80,10 +80,12 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
     // With the optimizer offloaded (stages 1-2) the master partition and Adam's state live in host memory instead.
     const bool offload = partitioned_ && cfg.zero.offload_optimizer.device == OffloadDevice::Cpu;
     if (!offload) {
-      exp_avg_ = take<float>(state_n_);
-      exp_avg_sq_ = take<float>(state_n_);
+      exp_avg_ = take<float>(state_n_);  // SGD: the momentum buffer
       ZT_CUDA_CHECK(cudaMemsetAsync(exp_avg_, 0, state_n_ * sizeof(float), stream_));
-      ZT_CUDA_CHECK(cudaMemsetAsync(exp_avg_sq_, 0, state_n_ * sizeof(float), stream_));
+      if (has_second_state(cfg.optimizer)) {
+        exp_avg_sq_ = take<float>(state_n_);
+        ZT_CUDA_CHECK(cudaMemsetAsync(exp_avg_sq_, 0, state_n_ * sizeof(float), stream_));
+      }
     }
     partials_ = take<float>(cuda::kSumSquaresPartials);
     sum_squares_ = take<double>(1);
@@ -98,7 +100,7 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
       padded_n_ = at;
       reduced_ = take<float>(state_n_);
       std::vector<float> part(state_n_);
-      map_.flat_to_partition(layout.param_data(), part.data(), rank_);
+      map_.flat_to_partition(init, part.data(), rank_);
       if (offload) {
         offload_ = std::make_unique<HostOffloadOptimizer>(cfg, state_n_, ranges_, part.data(), stream_, rank_);
       } else {
@@ -108,12 +110,12 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
     } else if constexpr (kMixed) {
       master_ = take<float>(n_);  // the initial fp32 weights, before their rounding into the model
       reduced_ = take<float>(n_);
-      upload(master_, layout.param_data(), n_);
+      for_each_initial_chunk(init, [&](size_t at, size_t n, const float* host) { upload(master_ + at, host, n); });
     } else {
       master_ = model_params();
       reduced_ = model_grads();
     }
-    model_->upload_params(layout.param_data());
+    for_each_initial_chunk(init, [&](size_t at, size_t n, const float* host) { model_->upload_params(at, n, host); });
     plan_reduction();
     model_->set_hooks(this);
   }
@@ -176,13 +178,7 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
       publish_params(reduced_);
       return r;
     }
-    for (const DecayRange& d : ranges_) {
-      if (d.end <= d.begin) continue;
-      const AdamStepScalars s = adam_step_scalars(cfg_.optimizer, decoupled_, lr, step, d.decay);
-      cuda::adam_update(master_ + d.begin, reduced_ + d.begin, exp_avg_ + d.begin, exp_avg_sq_ + d.begin,
-                        d.end - d.begin, s, stream_);
-    }
-    ZT_CUDA_CHECK_LAUNCH("adam_update");
+    optimizer_update(cfg_.optimizer, decoupled_, master_, reduced_, exp_avg_, exp_avg_sq_, ranges_, lr, step, stream_);
     if (partitioned_) {
       publish_params(master_);
     } else if constexpr (kMixed) {
@@ -199,8 +195,9 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
     // Stage 2: only the fp32 gradient partition (the units' own buffers are transient, with the comm term).
     m.grad_bytes = stage_ == 2 ? state_n_ * sizeof(float)
                                : n_ * sizeof(S) + (!partitioned_ && kMixed ? n_ * sizeof(float) : 0);
-    // (fp32 master, where it is not the model's own parameters,) exp_avg, exp_avg_sq
-    m.optimizer_bytes = (partitioned_ || kMixed ? 3 : 2) * state_n_ * sizeof(float);
+    // (fp32 master, where it is not the model's own parameters,) exp_avg, exp_avg_sq (SGD: momentum_buffer)
+    m.optimizer_bytes =
+        ((partitioned_ || kMixed ? 1 : 0) + optimizer_state_names(cfg_.optimizer).size()) * state_n_ * sizeof(float);
     // The padded staging; at stage 1 the reduced partition, at stage 2 the peak of the units' gradient buffers.
     m.comm_bytes = !partitioned_ ? 0
                    : stage_ == 2 ? padded_n_ * sizeof(float) + peak_unit_grad_bytes_
@@ -238,7 +235,11 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
 
   int stage() const override { return stage_; }
   const PartitionMap& partition_map() const override { return map_; }
-  std::vector<std::string> state_names() const override { return {"master", kExpAvg, kExpAvgSq}; }
+  std::vector<std::string> state_names() const override {
+    std::vector<std::string> names = optimizer_state_names(cfg_.optimizer);
+    names.insert(names.begin(), "master");
+    return names;
+  }
 
   void export_partition(const std::string& name, float* partition) override {
     if (offload_) {
@@ -292,7 +293,9 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
   S* model_params() { return static_cast<S*>(model_->device_params()); }
   S* model_grads() { return static_cast<S*>(model_->device_grads()); }
 
-  float* state_buffer(const std::string& name) { return adam_state_buffer(name, master_, exp_avg_, exp_avg_sq_); }
+  float* state_buffer(const std::string& name) {
+    return optimizer_state_buffer(cfg_.optimizer, name, master_, exp_avg_, exp_avg_sq_);
+  }
 
   void upload(float* dev, const float* host, size_t n) {
     ZT_CUDA_CHECK(cudaMemcpyAsync(dev, host, n * sizeof(float), cudaMemcpyHostToDevice, stream_));
@@ -523,11 +526,11 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
 
 }  // namespace
 
-std::unique_ptr<ZeroEngine> make_gpu_zero_engine(const Config& cfg, GPT2& layout,
+std::unique_ptr<ZeroEngine> make_gpu_zero_engine(const Config& cfg, const GPT2& layout, const InitialWeights& init,
                                                  std::shared_ptr<cuda::GPT2Cuda> model, ProcessGroup& host_pg,
                                                  ProcessGroup* device_pg) {
-  if (cfg.zero.stage == 3) return make_gpu_stage3_engine(cfg, layout, std::move(model), host_pg, device_pg);
-  return make_for_precision<GpuZeroEngine>(cfg, layout, std::move(model), host_pg, device_pg);
+  if (cfg.zero.stage == 3) return make_gpu_stage3_engine(cfg, layout, init, std::move(model), host_pg, device_pg);
+  return make_for_precision<GpuZeroEngine>(cfg, layout, init, std::move(model), host_pg, device_pg);
 }
 
 }  // namespace zt

@@ -11,6 +11,7 @@
 
 #include "engine/comm/process_group.h"
 #include "engine/model/gpt2.h"
+#include "engine/model/initial_weights.h"
 #include "engine/zero/zero_engine.h"
 
 namespace zt::cuda {
@@ -20,10 +21,10 @@ class GPT2Cuda;
 namespace zt {
 
 // Stage 3 goes to make_gpu_stage3_engine (gpu_stage3_engine.h), whose GPU model has no full-size buffers.
-// layout: the CPU model of the same dims holding the initial weights (uploaded here; only its layout is used
-// afterwards). device_pg: collectives over device buffers (NCCL, or Gloo staged through pinned host memory); may be
+// layout: a GPT2 of the same dims (its layout only; it may have no buffers). init: the initial weights, uploaded
+// here chunk by chunk (for_each_initial_chunk). device_pg: collectives over device buffers (NCCL, or Gloo staged through pinned host memory); may be
 // null in a world of one. host_pg: this job's group for host buffers (the norm's partial sums).
-std::unique_ptr<ZeroEngine> make_gpu_zero_engine(const Config& cfg, GPT2& layout,
+std::unique_ptr<ZeroEngine> make_gpu_zero_engine(const Config& cfg, const GPT2& layout, const InitialWeights& init,
                                                  std::shared_ptr<cuda::GPT2Cuda> model, ProcessGroup& host_pg,
                                                  ProcessGroup* device_pg);
 
