@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # The CUDA backend's device check in one go, sized for a short GPU lease, most important first: builds only what it
 # needs, runs every GPU test (test_cuda), the GPU-vs-CPU training parity test, the config's TrainDevice tests, trains
-# the tiny config on the GPU (fp32, bf16, bf16 at stage 3), compute-sanitizer's memcheck over the kernel and offload
-# tests, and the benchmarks. Logs go to $OUT (or ./gpu_check_out); the exit status is the tests' (test_cuda's, else
-# the parity test's).
+# the tiny config on the GPU (fp32, bf16, bf16 at stage 3, bf16 at stage 3 with ZeRO-Infinity's offload),
+# compute-sanitizer's memcheck over the kernel and offload tests, and the benchmarks. Logs go to $OUT (or
+# ./gpu_check_out); the exit status is the tests' (test_cuda's, else the parity test's).
 # Time: every step's timeout is capped by what is left of one budget for the whole script, configure and build
 # included (GPU_CHECK_BUDGET_S, default 540 s, counted from the script's start, nvidia-smi's at most 20 s in it), so
-# the worst case is the budget plus about a second for each of the 14 capped steps left when it runs out: under
+# the worst case is the budget plus about a second for each of the 15 capped steps left when it runs out: under
 # 560 s in all. The steps' own caps add up to far
-# more (configure 120 s, build 420, test_cuda 300, parity 360, test_config 60, the shard 30, the three tiny runs 120
-# each, memcheck 240, four benchmarks 120 each: 2370 s), so on a slow device the later steps (the tiny runs,
+# more (configure 120 s, build 420, test_cuda 300, parity 360, test_config 60, the shard 30, the four tiny runs 120
+# each, memcheck 240, four benchmarks 120 each: 2490 s), so on a slow device the later steps (the tiny runs,
 # memcheck, then the benchmarks) are the ones cut short; their summary lines then read rc=124. A cold build of the
 # CUDA targets can take most of the budget: rerun with the same build dir (or a larger GPU_CHECK_BUDGET_S) to reach
 # the later steps.
@@ -76,6 +76,16 @@ timeout "$(limit 120)" "$build/zerotrain" "${tiny_args[@]}" bf16.enabled=true ze
   "train.save_dir=$out/train_cuda_stage3" > "$out/train_cuda_stage3.log" 2>&1
 echo "zerotrain train.device=cuda bf16 stage 3 (tiny, 20 steps): rc=$?" | tee -a "$out/summary.txt"
 tail -5 "$out/train_cuda_stage3.log" | tee -a "$out/summary.txt"
+# ZeRO-Infinity on the GPU: stage 3 in bf16 with the optimizer state in NVMe swap files (under $out) and the
+# parameter partition in pinned host memory.
+mkdir -p "$out/nvme"
+timeout "$(limit 120)" "$build/zerotrain" "${tiny_args[@]}" bf16.enabled=true zero_optimization.stage=3 \
+  zero_optimization.offload_optimizer.device=nvme "zero_optimization.offload_optimizer.nvme_path=$out/nvme" \
+  zero_optimization.offload_param.device=cpu "train.save_dir=$out/train_cuda_infinity" \
+  > "$out/train_cuda_infinity.log" 2>&1
+echo "zerotrain train.device=cuda bf16 stage 3 nvme optimizer + cpu params (tiny, 20 steps): rc=$?" \
+  | tee -a "$out/summary.txt"
+tail -5 "$out/train_cuda_infinity.log" | tee -a "$out/summary.txt"
 
 if command -v compute-sanitizer > /dev/null || [ -x /usr/local/cuda/bin/compute-sanitizer ]; then
   sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
