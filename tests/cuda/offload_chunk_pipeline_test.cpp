@@ -7,11 +7,13 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "engine/zero/cuda/host_memory_check.h"
 #include "engine/zero/cuda/host_offload_optimizer.h"
 #include "engine/zero/cuda/offload_chunk_pipeline.h"
 #include "../zero/nvme_test_config.h"
@@ -337,6 +339,29 @@ TEST(OffloadChunkPipeline, HostPartitionNamesItsStateAndRejectsTheRest) {
     EXPECT_NE(std::string(e.what()).find("'momentum_buffer'"), std::string::npos) << e.what();
   }
   EXPECT_THROW(host.part.update(4, 9, offload::CpuAdamHyper{}, 1), RuntimeError);
+}
+
+// The host-memory check before the offload's allocations: MemAvailable read from a meminfo file, a request above it
+// refused with both sizes and the key, an unreadable file or a request that fits passing.
+TEST(HostMemoryCheck, RefusesWhatTheHostCannotGiveNamingTheSizes) {
+  const std::string path = std::string(ZT_BINARY_DIR) + "/host_memory_check_meminfo";
+  {
+    std::ofstream f(path);
+    f << "MemTotal:       131072000 kB\nMemFree:         1000 kB\nMemAvailable:   10485760 kB\n";
+  }
+  EXPECT_EQ(host_memory_available(path), int64_t{10485760} * 1024);
+  EXPECT_EQ(host_memory_available(path + "_missing"), 0);
+  std::filesystem::remove(path);
+  EXPECT_NO_THROW(check_host_memory(size_t{5} << 30, "x", int64_t{10} << 30));
+  EXPECT_NO_THROW(check_host_memory(size_t{50} << 30, "x", 0));  // unknown: not checked
+  try {
+    check_host_memory(size_t{48} << 30, "zero_optimization.offload_optimizer.device cpu", int64_t{10} << 30);
+    ADD_FAILURE() << "a request above MemAvailable must throw";
+  } catch (const RuntimeError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("zero_optimization.offload_optimizer.device cpu needs 48.0 GiB"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("only 10.0 GiB are available"), std::string::npos) << msg;
+  }
 }
 
 TEST(OffloadChunkPipeline, ChunkSizeIsSubGroupSizeCapped) {

@@ -12,6 +12,7 @@
 #include "engine/base/logging.h"
 #include "engine/model/cuda/gpt2_cuda.h"
 #include "engine/zero/cuda/gpu_engine_common.h"
+#include "engine/zero/cuda/host_memory_check.h"
 #include "engine/zero/cuda/host_offload_optimizer.h"
 #include "engine/zero/cuda/nvtx_range.h"
 #include "engine/zero/gradient_bucketer.h"
@@ -419,6 +420,8 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
   // ---- offload ----
   // The host working copy of offload_param (pinned with pin_memory) and what its uploads need.
   void make_host_working(bool pinned) {
+    check_host_memory(part_n_ * sizeof(S), "zero_optimization.offload_param.device cpu (the working partition)",
+                      host_memory_available());
     host_working_storage_ = make_host_array<S>(part_n_, pinned);
     host_working_ = host_working_storage_.get();
     ZT_CUDA_CHECK(cudaStreamCreateWithFlags(&param_copy_, cudaStreamNonBlocking));

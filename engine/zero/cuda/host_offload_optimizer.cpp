@@ -6,6 +6,7 @@
 
 #include "engine/base/error.h"
 #include "engine/base/logging.h"
+#include "engine/zero/cuda/host_memory_check.h"
 #include "kernels/cuda/cuda_check.h"
 
 namespace zt {
@@ -82,6 +83,10 @@ HostOffloadOptimizer::HostOffloadOptimizer(const Config& cfg, size_t n, std::vec
   if (cfg.optimizer.type == OptimizerType::SGD)
     throw RuntimeError("zero_optimization.offload_optimizer on the GPU runs CPU Adam/AdamW, not SGD");
   const bool nvme = cfg.zero.offload_optimizer.device == OffloadDevice::Nvme;
+  check_host_memory((nvme ? 1 : 4) * n * sizeof(float),
+                    std::string("zero_optimization.offload_optimizer.device ") + (nvme ? "nvme" : "cpu") +
+                        (nvme ? " (the gradient's staging copy)" : " (the fp32 master, Adam's state and the gradient)"),
+                    host_memory_available());
   if (nvme) nvme_ = std::make_unique<NvmeOptimizerState>(cfg, n, rank, initial_master);
   const size_t floats = (nvme ? 1 : 4) * n + 1;
   storage_ = make_host_array<float>(floats, pinned_);
