@@ -12,7 +12,8 @@ offload. ZeRO-Infinity's cases the same way against the CPU with the same offloa
 on two), and stage 3 with the parameters in host memory too (offload_param "cpu": fp32 and bf16 on one rank, fp32
 on two with the optimizer on NVMe). GPU runs stopped after 3 steps and resumed from their checkpoint (stages 1 and
 3, and stage 3 with parameters and optimizer offloaded) must continue with the same losses, and so must GPU runs
-whose checkpoints go from offloaded to on-device optimizer state and back (stage 1; stage 3 through NVMe).
+whose checkpoints go from offloaded to on-device optimizer state and back (stage 1; stage 3 through NVMe). A GPU
+run with the optimizer on NVMe whose master swap file is deleted mid-run must stop naming the file.
 
 Without a GPU (or without CUDA in the build) it checks instead that `train.device=cuda` is refused cleanly (usage
 exit code, the message names train.device, also with bf16, bf16 plus optimizer offload at stage 2 and bf16 at stage
@@ -27,6 +28,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
 from zt_testlib import step_records  # noqa: E402
@@ -106,6 +108,43 @@ def compare(what, got, ref, steps, failures, tol=REL_TOL):
                             f"(relative difference {abs(g - r) / abs(r):.2e} > {tol})")
         else:
             print(f"{what}: step {s} gpu {g:.9g} cpu {r:.9g}")
+
+
+def deleted_swap_file(zt, config, tmp, failures, device="cuda"):
+    """A GPU run with the optimizer on NVMe whose master swap file is deleted after 2 steps must stop naming it, as
+    the CPU path does (offload/io_file.cpp), and leave no swap file behind."""
+    nvme_dir = os.path.join(tmp, f"nvme_fault_{device}")
+    os.makedirs(nvme_dir)
+    out = os.path.join(tmp, f"{device}_nvme_fault")
+    cmd = [zt, "--config", config, f"train.save_dir={out}", f"train.device={device}", "zero_optimization.stage=2",
+           "train.max_steps=100000"] + NVME + [f"zero_optimization.offload_optimizer.nvme_path={nvme_dir}"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         env=dict(os.environ, OMP_NUM_THREADS="1"))
+    deleted, deadline = None, time.time() + 120
+    metrics = os.path.join(out, "metrics.jsonl")
+    while deleted is None and time.time() < deadline and p.poll() is None:
+        files = sorted(f for f in os.listdir(nvme_dir) if "_rank0_master_" in f)
+        steps = open(metrics).read().count('"type":"step"') if os.path.exists(metrics) else 0
+        if files and steps >= 2:
+            deleted = os.path.join(nvme_dir, files[0])
+            os.unlink(deleted)
+        time.sleep(0.05)
+    try:
+        text, _ = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        text, _ = p.communicate()
+        failures.append("a deleted swap file on the GPU did not stop the run within 60 s")
+        return
+    if deleted is None:
+        failures.append(f"{' '.join(cmd)}: the master swap file was not found after 2 steps: {text[-1500:]}")
+    elif p.returncode == 0 or f"swap file {deleted} was deleted while in use" not in text:
+        failures.append(f"a deleted swap file on the GPU: expected a failure naming {deleted}, got rc "
+                        f"{p.returncode}: {text[-1500:]}")
+    elif os.listdir(nvme_dir):
+        failures.append(f"a deleted swap file on the GPU left swap files behind: {os.listdir(nvme_dir)}")
+    else:
+        print(f"deleted swap file: the GPU run stopped naming {deleted}")
 
 
 def main():
@@ -234,6 +273,7 @@ def main():
             if ok:
                 compare(what, losses(resume_dir), losses(os.path.join(tmp, f"cpu_fp32_s{stage}_n1")),
                         range(1, STEPS + 1), failures)
+        deleted_swap_file(zt, config, tmp, failures)
     for f in failures:
         print("FAIL:", f, file=sys.stderr)
     return 1 if failures else 0
