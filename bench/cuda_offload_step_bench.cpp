@@ -1,8 +1,11 @@
 // Times the GPU engine's offloaded optimizer step (engine/zero/cuda/host_offload_optimizer.h) over one partition of n
 // fp32 elements: gradient to the host in chunks, CPU Adam per chunk, weights back, overlapped. Baselines measured in
 // the same run: the same work without overlap (one whole download, one CPU Adam over the partition, one whole
-// upload, all through the same pinned memory), and Adam on the device (the engine without offload).
-// Usage: cuda_offload_step_bench [--n 33554432] [--chunk 4194304] [--iters 5]
+// upload, all through the same pinned memory), and Adam on the device (the engine without offload). With --nvme DIR
+// also the step with the optimizer state in NVMe swap files under DIR (offload_optimizer.device nvme, 4 buffer sets
+// of --chunk elements: the sub-groups are the chunks), against the same NvmeOptimizerState step run serially between
+// one whole download and one whole upload.
+// Usage: cuda_offload_step_bench [--n 33554432] [--chunk 4194304] [--iters 5] [--nvme DIR]
 // Exits 1 with a message when the build has no CUDA backend or no GPU is visible.
 #include <algorithm>
 #include <chrono>
@@ -16,6 +19,7 @@
 #include <cuda_runtime.h>
 
 #include "engine/zero/cuda/host_offload_optimizer.h"
+#include "engine/zero/nvme_optimizer_state.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device_info.h"
 #include "kernels/cuda/grad_update.h"
@@ -31,6 +35,7 @@ struct Args {
   size_t n = size_t{32} << 20;
   size_t chunk = size_t{4} << 20;
   int iters = 5;
+  std::string nvme;  // empty: no NVMe rows
 };
 
 Args parse_args(int argc, char** argv) {
@@ -40,6 +45,10 @@ Args parse_args(int argc, char** argv) {
     if (i + 1 >= argc) {
       std::fprintf(stderr, "cuda_offload_step_bench: %s needs a value\n", k.c_str());
       std::exit(2);
+    }
+    if (k == "--nvme") {
+      a.nvme = argv[++i];
+      continue;
     }
     const long long v = std::atoll(argv[++i]);
     if (v <= 0) {
@@ -53,7 +62,8 @@ Args parse_args(int argc, char** argv) {
     } else if (k == "--iters") {
       a.iters = static_cast<int>(v);
     } else {
-      std::fprintf(stderr, "cuda_offload_step_bench: unknown option %s (--n, --chunk, --iters)\n", k.c_str());
+      std::fprintf(stderr, "cuda_offload_step_bench: unknown option %s (--n, --chunk, --iters, --nvme)\n",
+                   k.c_str());
       std::exit(2);
     }
   }
@@ -138,6 +148,41 @@ int main(int argc, char** argv) {
     ZT_CUDA_CHECK(cudaStreamSynchronize(stream));
     if (it > 0) device_s += seconds_since(t0);
   }
+  // The optimizer state on NVMe: pipelined as the engine runs it, and serially around the same NVMe step.
+  double nvme_pipelined_s = 0, nvme_serial_s = 0;
+  if (!args.nvme.empty()) {
+    zt::Config ncfg = cfg;
+    ncfg.zero.offload_optimizer.device = zt::OffloadDevice::Nvme;
+    ncfg.zero.offload_optimizer.nvme_path = args.nvme;
+    ncfg.zero.offload_optimizer.buffer_count = 4;
+    {
+      zt::HostOffloadOptimizer opt(ncfg, n, ranges, init.data(), stream, /*rank=*/0);
+      for (int it = 0; it <= args.iters; ++it) {
+        refill_grads();
+        const auto t0 = Clock::now();
+        opt.step(grads, 1e-3, it + 1);
+        ZT_CUDA_CHECK(cudaStreamSynchronize(stream));
+        if (it > 0) nvme_pipelined_s += seconds_since(t0);
+      }
+    }
+    zt::NvmeOptimizerState state(ncfg, n, /*rank=*/0, init.data());
+    float* host = nullptr;
+    ZT_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&host), 2 * n * sizeof(float), cudaHostAllocDefault));
+    const zt::offload::CpuAdamHyper hyper = zt::offload::cpu_adam_hyper(cfg.optimizer, 1e-3);
+    for (int it = 0; it <= args.iters; ++it) {
+      refill_grads();
+      const auto t0 = Clock::now();
+      ZT_CUDA_CHECK(cudaMemcpyAsync(host, grads, n * sizeof(float), cudaMemcpyDeviceToHost, stream));
+      ZT_CUDA_CHECK(cudaStreamSynchronize(stream));
+      state.step(host, ranges, hyper, it + 1, [&](size_t b, size_t len, const float* master) {
+        std::memcpy(host + n + b, master, len * sizeof(float));
+      });
+      ZT_CUDA_CHECK(cudaMemcpyAsync(grads, host + n, n * sizeof(float), cudaMemcpyHostToDevice, stream));
+      ZT_CUDA_CHECK(cudaStreamSynchronize(stream));
+      if (it > 0) nvme_serial_s += seconds_since(t0);
+    }
+    cudaFreeHost(host);
+  }
   for (float* p : {grads, params, m, v}) cudaFree(p);
   cudaStreamDestroy(stream);
 
@@ -149,6 +194,12 @@ int main(int argc, char** argv) {
   std::printf("| offloaded, chunks overlapped | %.2f | %.2fx |\n", pipelined_s * k, serial_s / pipelined_s);
   std::printf("| offloaded, serial (baseline) | %.2f | 1.00x |\n", serial_s * k);
   std::printf("| on the device (Adam kernel) | %.2f | %.2fx |\n", device_s * k, serial_s / device_s);
+  if (!args.nvme.empty()) {
+    std::printf("\noptimizer state on NVMe under %s (4 buffer sets of one chunk)\n", args.nvme.c_str());
+    std::printf("| optimizer step | ms/step | vs serial NVMe offload |\n|---|---|---|\n");
+    std::printf("| NVMe, chunks overlapped | %.2f | %.2fx |\n", nvme_pipelined_s * k, nvme_serial_s / nvme_pipelined_s);
+    std::printf("| NVMe, serial copies (baseline) | %.2f | 1.00x |\n", nvme_serial_s * k);
+  }
   return 0;
 #endif
 }

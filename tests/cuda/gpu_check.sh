@@ -101,7 +101,9 @@ for opts in "" "--flash" "--dtype bf16 --flash"; do
     $opts >> "$out/bench.log" 2>&1
   echo "bench $opts: rc=$?" | tee -a "$out/summary.txt"
 done
-timeout "$(limit 120)" "$build/cuda_offload_step_bench" --n 33554432 --iters 5 >> "$out/bench.log" 2>&1
+mkdir -p "$out/nvme"
+timeout "$(limit 120)" "$build/cuda_offload_step_bench" --n 33554432 --iters 5 --nvme "$out/nvme" \
+  >> "$out/bench.log" 2>&1
 echo "bench offload step: rc=$?" | tee -a "$out/summary.txt"
 echo "total: $SECONDS s of a $budget s budget" | tee -a "$out/summary.txt"
 cat "$out/bench.log"
