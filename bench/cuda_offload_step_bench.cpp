@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -105,49 +106,54 @@ int main(int argc, char** argv) {
     ZT_CUDA_CHECK(cudaStreamSynchronize(stream));
   };
 
-  // Offloaded and pipelined, as the engine runs it (after one warm-up step).
-  double pipelined_s = 0;
-  {
-    zt::HostOffloadOptimizer opt(cfg, n, ranges, init.data(), stream, /*rank=*/0);
+  // Seconds of iters steps after one warm-up step; step(k) runs the k-th (1-based) on refilled gradients.
+  auto timed = [&](const std::function<void(int64_t)>& step) {
+    double s = 0;
     for (int it = 0; it <= args.iters; ++it) {
       refill_grads();
       const auto t0 = Clock::now();
-      opt.step(grads, 1e-3, it + 1);
+      step(it + 1);
       ZT_CUDA_CHECK(cudaStreamSynchronize(stream));
-      if (it > 0) pipelined_s += seconds_since(t0);
+      if (it > 0) s += seconds_since(t0);
     }
-  }
+    return s;
+  };
+  // The engine's offloaded step (HostOffloadOptimizer) under config c.
+  auto offloaded = [&](const zt::Config& c) {
+    zt::HostOffloadOptimizer opt(c, n, ranges, init.data(), stream, /*rank=*/0);
+    return timed([&](int64_t k) { opt.step(grads, 1e-3, k); });
+  };
+  // Without overlap: the gradient down whole into host[0, n), update(k) leaves the weights in host[n, 2n), up whole.
+  auto serial = [&](float* host, const std::function<void(int64_t)>& update) {
+    return timed([&](int64_t k) {
+      ZT_CUDA_CHECK(cudaMemcpyAsync(host, grads, n * sizeof(float), cudaMemcpyDeviceToHost, stream));
+      ZT_CUDA_CHECK(cudaStreamSynchronize(stream));
+      update(k);
+      ZT_CUDA_CHECK(cudaMemcpyAsync(grads, host + n, n * sizeof(float), cudaMemcpyHostToDevice, stream));
+    });
+  };
+  const zt::offload::CpuAdamHyper hyper = zt::offload::cpu_adam_hyper(cfg.optimizer, 1e-3);
+
+  // Offloaded and pipelined, as the engine runs it.
+  const double pipelined_s = offloaded(cfg);
   // Offloaded without overlap: the same pinned buffers, whole-partition copies around one CPU Adam.
   double serial_s = 0;
   {
     float* host = nullptr;
     ZT_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&host), 4 * n * sizeof(float), cudaHostAllocDefault));
-    std::memcpy(host, init.data(), n * sizeof(float));
-    std::memset(host + n, 0, 3 * n * sizeof(float));
-    const zt::offload::CpuAdamHyper hyper = zt::offload::cpu_adam_hyper(cfg.optimizer, 1e-3);
-    for (int it = 0; it <= args.iters; ++it) {
-      refill_grads();
-      const auto t0 = Clock::now();
-      ZT_CUDA_CHECK(cudaMemcpyAsync(host + n, grads, n * sizeof(float), cudaMemcpyDeviceToHost, stream));
-      ZT_CUDA_CHECK(cudaStreamSynchronize(stream));
-      zt::offload::cpu_adam_step(host, host + n, host + 2 * n, host + 3 * n, n, hyper, it + 1, ranges);
-      ZT_CUDA_CHECK(cudaMemcpyAsync(grads, host, n * sizeof(float), cudaMemcpyHostToDevice, stream));
-      ZT_CUDA_CHECK(cudaStreamSynchronize(stream));
-      if (it > 0) serial_s += seconds_since(t0);
-    }
+    std::memcpy(host + n, init.data(), n * sizeof(float));
+    std::memset(host + 2 * n, 0, 2 * n * sizeof(float));
+    serial_s = serial(host, [&](int64_t k) {
+      zt::offload::cpu_adam_step(host + n, host, host + 2 * n, host + 3 * n, n, hyper, k, ranges);
+    });
     cudaFreeHost(host);
   }
   // Not offloaded: the Adam kernel over the partition on the device.
-  double device_s = 0;
-  for (int it = 0; it <= args.iters; ++it) {
-    refill_grads();
-    const auto t0 = Clock::now();
-    zt::cuda::adam_update(params, grads, m, v, n, zt::adam_step_scalars(cfg.optimizer, true, 1e-3, it + 1, true),
+  const double device_s = timed([&](int64_t k) {
+    zt::cuda::adam_update(params, grads, m, v, n, zt::adam_step_scalars(cfg.optimizer, true, 1e-3, k, true),
                           stream);
     ZT_CUDA_CHECK_LAUNCH("adam_update");
-    ZT_CUDA_CHECK(cudaStreamSynchronize(stream));
-    if (it > 0) device_s += seconds_since(t0);
-  }
+  });
   // The optimizer state on NVMe: pipelined as the engine runs it, and serially around the same NVMe step.
   double nvme_pipelined_s = 0, nvme_serial_s = 0;
   if (!args.nvme.empty()) {
@@ -155,32 +161,15 @@ int main(int argc, char** argv) {
     ncfg.zero.offload_optimizer.device = zt::OffloadDevice::Nvme;
     ncfg.zero.offload_optimizer.nvme_path = args.nvme;
     ncfg.zero.offload_optimizer.buffer_count = 4;
-    {
-      zt::HostOffloadOptimizer opt(ncfg, n, ranges, init.data(), stream, /*rank=*/0);
-      for (int it = 0; it <= args.iters; ++it) {
-        refill_grads();
-        const auto t0 = Clock::now();
-        opt.step(grads, 1e-3, it + 1);
-        ZT_CUDA_CHECK(cudaStreamSynchronize(stream));
-        if (it > 0) nvme_pipelined_s += seconds_since(t0);
-      }
-    }
+    nvme_pipelined_s = offloaded(ncfg);
     zt::NvmeOptimizerState state(ncfg, n, /*rank=*/0, init.data());
     float* host = nullptr;
     ZT_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&host), 2 * n * sizeof(float), cudaHostAllocDefault));
-    const zt::offload::CpuAdamHyper hyper = zt::offload::cpu_adam_hyper(cfg.optimizer, 1e-3);
-    for (int it = 0; it <= args.iters; ++it) {
-      refill_grads();
-      const auto t0 = Clock::now();
-      ZT_CUDA_CHECK(cudaMemcpyAsync(host, grads, n * sizeof(float), cudaMemcpyDeviceToHost, stream));
-      ZT_CUDA_CHECK(cudaStreamSynchronize(stream));
-      state.step(host, ranges, hyper, it + 1, [&](size_t b, size_t len, const float* master) {
+    nvme_serial_s = serial(host, [&](int64_t k) {
+      state.step(host, ranges, hyper, k, [&](size_t b, size_t len, const float* master) {
         std::memcpy(host + n + b, master, len * sizeof(float));
       });
-      ZT_CUDA_CHECK(cudaMemcpyAsync(grads, host + n, n * sizeof(float), cudaMemcpyHostToDevice, stream));
-      ZT_CUDA_CHECK(cudaStreamSynchronize(stream));
-      if (it > 0) nvme_serial_s += seconds_since(t0);
-    }
+    });
     cudaFreeHost(host);
   }
   for (float* p : {grads, params, m, v}) cudaFree(p);
