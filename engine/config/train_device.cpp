@@ -23,18 +23,17 @@ std::vector<std::string> cuda_unsupported_settings(const Config& cfg) {
   std::vector<std::string> out;
   const ZeroConfig& z = cfg.zero;
   // The GPU path offloads the optimizer (CPU Adam) to host memory or NVMe swap files at stages 1-3, in every
-  // precision, always all of it; at stage 3 it offloads the parameters to host memory (not to NVMe), only together
-  // with the optimizer.
+  // precision, always all of it; at stage 3 it offloads the parameters to host memory or NVMe, only together with
+  // the optimizer.
   if (z.offload_optimizer.device != OffloadDevice::None && z.offload_optimizer.ratio < 1.0)
   {
     std::ostringstream ratio;
     ratio << z.offload_optimizer.ratio;
     out.push_back("zero_optimization.offload_optimizer.ratio (" + ratio.str() + ")");
   }
-  if (z.offload_param.device == OffloadDevice::Nvme)
-    out.push_back("zero_optimization.offload_param.device (nvme)");
-  else if (z.offload_param.device == OffloadDevice::Cpu && z.offload_optimizer.device == OffloadDevice::None)
-    out.push_back("zero_optimization.offload_param.device (cpu) without zero_optimization.offload_optimizer");
+  if (z.offload_param.device != OffloadDevice::None && z.offload_optimizer.device == OffloadDevice::None)
+    out.push_back(std::string("zero_optimization.offload_param.device (") +
+                  offload_device_name(z.offload_param.device) + ") without zero_optimization.offload_optimizer");
   if (cfg.activation_checkpointing.enabled) out.push_back("activation_checkpointing");
   if (cfg.optimizer.type == OptimizerType::SGD) out.push_back("optimizer.type (SGD)");
   return out;

@@ -46,15 +46,12 @@ TEST(TrainDevice, CudaRefusesWhatTheGpuPathCannotRunNamingEachKey) {
       {R"("bf16": {"enabled": true}, "zero_optimization": {"stage": 3, "offload_param": {"device": "cpu"}})",
        "zero_optimization.offload_param.device (cpu) without zero_optimization.offload_optimizer"},
       {R"("zero_optimization": {"stage": 3, "offload_param": {"device": "nvme", "nvme_path": "/tmp"}})",
-       "zero_optimization.offload_param.device (nvme)"},
-      {R"("zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}, )"
-       R"("offload_param": {"device": "nvme", "nvme_path": "/tmp"}})",
-       "zero_optimization.offload_param.device (nvme)"},
+       "zero_optimization.offload_param.device (nvme) without zero_optimization.offload_optimizer"},
       {R"("zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu", "ratio": 0.5}})",
        "zero_optimization.offload_optimizer.ratio (0.5)"},
-      {R"("zero_optimization": {"stage": 3, "offload_optimizer": {"device": "nvme", "nvme_path": "/tmp", )"
-       R"("ratio": 0.25}, "offload_param": {"device": "nvme", "nvme_path": "/tmp"}})",
-       "zero_optimization.offload_optimizer.ratio (0.25) and zero_optimization.offload_param.device (nvme)"},
+      {R"("activation_checkpointing": {}, "zero_optimization": {"stage": 3, "offload_optimizer": {"device": "nvme", )"
+       R"("nvme_path": "/tmp", "ratio": 0.25}, "offload_param": {"device": "nvme", "nvme_path": "/tmp"}})",
+       "zero_optimization.offload_optimizer.ratio (0.25) and activation_checkpointing"},
   };
   for (const Case& c : cases) {
     const std::string msg = config_error(with_batch(c.members + R"(, "train": {"device": "cuda"})"));
@@ -112,6 +109,11 @@ TEST(TrainDevice, CudaTakesOptimizerOffloadToCpuAndNvmeAtStages1To3InEachPrecisi
        OffloadDevice::Cpu, OffloadDevice::Cpu, 3},
       {R"("offload_optimizer": {"device": "nvme", "nvme_path": "/tmp"}, "offload_param": {"device": "cpu"})",
        OffloadDevice::Nvme, OffloadDevice::Cpu, 3},
+      {R"("offload_optimizer": {"device": "nvme", "nvme_path": "/tmp"}, "offload_param": {"device": "nvme", )"
+       R"("nvme_path": "/tmp"})",
+       OffloadDevice::Nvme, OffloadDevice::Nvme, 3},
+      {R"("offload_optimizer": {"device": "cpu"}, "offload_param": {"device": "nvme", "nvme_path": "/tmp"})",
+       OffloadDevice::Cpu, OffloadDevice::Nvme, 3},
   };
   for (const std::string& precision : gpu_precisions()) {
     for (const Offload& o : offloads) {
@@ -185,8 +187,8 @@ TEST(TrainDevice, ResolveForMachineAndBuild) {
   cfg.zero.offload_optimizer.ratio = 1.0;
   cfg.zero.offload_param.device = OffloadDevice::Cpu;  // parameters to host memory with the optimizer: the GPU
   EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cuda);
-  cfg.zero.offload_param.device = OffloadDevice::Nvme;  // to NVMe: not on the GPU path
-  EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cpu);
+  cfg.zero.offload_param.device = OffloadDevice::Nvme;  // to NVMe too
+  EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cuda);
   cfg.zero.offload_optimizer.device = OffloadDevice::None;
   cfg.zero.offload_param.device = OffloadDevice::Cpu;  // parameters without the optimizer: not on the GPU path
   EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cpu);

@@ -7,8 +7,9 @@
 // (the same steps skipped, also offloaded). Stage 3 (fp32, bf16, fp16) gathers every unit around each use, resumes
 // from the CPU engine's stage-1 state, and holds a few units at its device peak, never the full model. ZeRO-Infinity
 // against the CPU engine with the same offload: the optimizer in NVMe swap files (stages 2 and 3), stage 3 with the
-// optimizer in host memory (fp32, bf16, fp16) and with the parameters in host memory too (fp32, bf16; also with the
-// optimizer on NVMe), each resuming exactly and across offload settings. Skips with "no GPU" without a device.
+// optimizer in host memory (fp32, bf16, fp16), with the parameters in host memory too (fp32, bf16; also with the
+// optimizer on NVMe) and with parameters and optimizer on NVMe (fp32, bf16), each resuming exactly and across offload
+// settings. Skips with "no GPU" without a device.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -235,6 +236,16 @@ Config param_offload_config(const Config& base, bool pin_memory) {
   return cfg;
 }
 
+// ... or in a swap file, read through two buffers (fewer than the units gathered ahead: buffers are reclaimed).
+Config param_nvme_config(const Config& base) {
+  Config cfg = nvme_config(base);
+  cfg.zero.offload_param = OffloadParamConfig{};
+  cfg.zero.offload_param.device = OffloadDevice::Nvme;
+  cfg.zero.offload_param.nvme_path = cfg.zero.offload_optimizer.nvme_path;
+  cfg.zero.offload_param.buffer_count = 2;
+  return cfg;
+}
+
 Trained check_matches_cpu(const Config& cfg) {
   const Trained cpu = train_fresh(cfg, false, kSteps), gpu = train_fresh(cfg, true, kSteps);
   EXPECT_EQ(gpu.losses.size(), cpu.losses.size());
@@ -444,6 +455,23 @@ TEST(GpuZeroEngine, Stage3ParamOffloadMatchesCpuEngineAndResumes) {
   }
 }
 
+// Parameters and optimizer in NVMe swap files (ZeRO-Infinity) on both engines.
+TEST(GpuZeroEngine, Stage3ParamNvmeMatchesCpuEngineAndResumes) {
+  ZT_REQUIRE_GPU();
+  for (bool bf16 : {false, true}) {
+    SCOPED_TRACE(std::string(bf16 ? "bf16" : "fp32") + ", offload_param and offload_optimizer nvme");
+    const Config cfg = param_nvme_config(bf16 ? bf16_config(3) : config(3));
+    if (bf16) {
+      check_bf16(cfg);
+      continue;
+    }
+    const Trained gpu = check_matches_cpu(cfg);
+    EXPECT_EQ(gpu.memory.param_bytes, 0u);
+    check_resume(cfg, true, gpu);
+    check_resume(cfg, config(3), true, gpu);
+  }
+}
+
 TEST(GpuZeroEngine, Bf16Stage3ParamOffloadMatchesCpuEngineAndResumes) {
   ZT_REQUIRE_GPU();
   SCOPED_TRACE("bf16, stage 3, offload_param and offload_optimizer cpu");
@@ -583,7 +611,8 @@ TEST(GpuZeroEngineHarness, CpuEngineResumesExactly) {
     for (const Config& base :
          {config(0), config(1), config(2), config(3), offload_config(1, true), offload_config(2, true),
           offload_config(3, true), nvme_config(config(2)), nvme_config(config(3)),
-          param_offload_config(offload_config(3, true), true), param_offload_config(nvme_config(config(3)), false)}) {
+          param_offload_config(offload_config(3, true), true), param_offload_config(nvme_config(config(3)), false),
+          param_nvme_config(config(3))}) {
       SCOPED_TRACE(std::string(bf16 ? "bf16, " : "fp32, ") + describe(base));
       Config cfg = base;
       cfg.bf16 = bf16;

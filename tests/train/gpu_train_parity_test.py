@@ -10,7 +10,8 @@ fp32 at stage 1 on one rank and stage 2 on two, and in bf16 at stage 2 on two, a
 offload. ZeRO-Infinity's cases the same way against the CPU with the same offload: the optimizer in NVMe swap files
 (fp32 at stage 2 on one rank and stage 3 on two), stage 3 with the optimizer in host memory (fp32 on one rank, bf16
 on two), and stage 3 with the parameters in host memory too (offload_param "cpu": fp32 and bf16 on one rank, fp32
-on two with the optimizer on NVMe). GPU runs stopped after 3 steps and resumed from their checkpoint (stages 1 and
+on two with the optimizer on NVMe), and stage 3 with parameters and optimizer on NVMe (fp32 on one rank, bf16 on
+two). GPU runs stopped after 3 steps and resumed from their checkpoint (stages 1 and
 3, and stage 3 with parameters and optimizer offloaded) must continue with the same losses, and so must GPU runs
 whose checkpoints go from offloaded to on-device optimizer state and back (stage 1; stage 3 through NVMe). A GPU
 run with the optimizer on NVMe whose master swap file is deleted mid-run must stop naming the file.
@@ -19,8 +20,7 @@ Without a GPU (or without CUDA in the build) it checks instead that `train.devic
 exit code, the message names train.device, also with bf16, bf16 plus optimizer offload at stage 2 and bf16 at stage
 3, and bf16 at stage 3 with parameters and optimizer offloaded, and fp32 with the optimizer on NVMe at stage 2, which
 the GPU path takes), then reports itself skipped ("no GPU", exit code 77, ctest's SKIP_RETURN_CODE). That configs
-the GPU path does not support (offload_param to nvme, offload_param without offload_optimizer, partial optimizer
-offload) are refused at parse time, naming the keys, is checked everywhere."""
+the GPU path does not support (offload_param without offload_optimizer, partial optimizer offload) are refused at parse time, naming the keys, is checked everywhere."""
 import argparse
 import json
 import os
@@ -158,10 +158,14 @@ def main():
         nvme_dir = os.path.join(tmp, "nvme")
         os.makedirs(nvme_dir)
         nvme = NVME + [f"zero_optimization.offload_optimizer.nvme_path={nvme_dir}"]
-        offloads = {"": [], "cpu": OFFLOAD, "nvme": nvme, "param": OFFLOAD + PARAM, "param_nvme": nvme + PARAM}
+        param_on_nvme = ["zero_optimization.offload_param.device=nvme",
+                         f"zero_optimization.offload_param.nvme_path={nvme_dir}"]
+        offloads = {"": [], "cpu": OFFLOAD, "nvme": nvme, "param": OFFLOAD + PARAM, "param_nvme": nvme + PARAM,
+                    "all_nvme": nvme + param_on_nvme}
         described = {"": "", "cpu": ", optimizer offloaded", "nvme": ", optimizer on NVMe",
                      "param": ", parameters and optimizer offloaded",
-                     "param_nvme": ", parameters offloaded and optimizer on NVMe"}
+                     "param_nvme": ", parameters offloaded and optimizer on NVMe",
+                     "all_nvme": ", parameters and optimizer on NVMe"}
         shard = os.path.join(tmp, "train_000000.bin")
         write_shard(shard, 40000, 7)
         config = os.path.join(tmp, "config.json")
@@ -173,8 +177,8 @@ def main():
         refused = [(["zero_optimization.stage=3", "zero_optimization.offload_param.device=cpu"],
                     "zero_optimization.offload_param.device (cpu) without zero_optimization.offload_optimizer"),
                    (["zero_optimization.stage=3", "zero_optimization.offload_param.device=nvme",
-                     f"zero_optimization.offload_param.nvme_path={tmp}"] + OFFLOAD,
-                    "zero_optimization.offload_param.device (nvme)"),
+                     f"zero_optimization.offload_param.nvme_path={tmp}"],
+                    "zero_optimization.offload_param.device (nvme) without zero_optimization.offload_optimizer"),
                    (["zero_optimization.stage=3", "zero_optimization.offload_optimizer.ratio=0.5"] + OFFLOAD,
                     "zero_optimization.offload_optimizer.ratio (0.5)")]
         for overrides, key in refused:
@@ -224,7 +228,7 @@ def main():
                  ("bf16", 3, 2, ""), ("fp16", 1, 1, ""), ("fp32", 1, 1, "cpu"), ("fp32", 2, 2, "cpu"),
                  ("bf16", 2, 2, "cpu"), ("fp32", 2, 1, "nvme"), ("fp32", 3, 2, "nvme"), ("fp32", 3, 1, "cpu"),
                  ("bf16", 3, 2, "cpu"), ("fp32", 3, 1, "param"), ("bf16", 3, 1, "param"),
-                 ("fp32", 3, 2, "param_nvme")]
+                 ("fp32", 3, 2, "param_nvme"), ("fp32", 3, 1, "all_nvme"), ("bf16", 3, 2, "all_nvme")]
         for precision, stage, nproc, offload in cases:
             name = f"{precision}_s{stage}_n{nproc}" + (f"_{offload}" if offload else "")
             ref_dir, gpu_dir = (os.path.join(tmp, f"{dev}_{name}") for dev in ("cpu", "cuda"))

@@ -10,12 +10,15 @@
 
 #include "engine/base/error.h"
 #include "engine/base/logging.h"
+#include "engine/config/config_parser.h"
 #include "engine/model/cuda/gpt2_cuda.h"
 #include "engine/zero/cuda/gpu_engine_common.h"
 #include "engine/zero/cuda/host_memory_check.h"
 #include "engine/zero/cuda/host_offload_optimizer.h"
 #include "engine/zero/cuda/nvtx_range.h"
+#include "engine/zero/cuda/swapped_shard_uploads.h"
 #include "engine/zero/gradient_bucketer.h"
+#include "engine/zero/param_swapper.h"
 #include "engine/zero/unit_gather_planner.h"
 #include "kernels/cuda/caching_allocator.h"
 #include "kernels/cuda/cuda_check.h"
@@ -44,9 +47,11 @@ namespace {
 // a unit's gather first uploads this rank's shard on a copy stream of the engine's own, ordered after the model's
 // queued work (the block may have been read by it before it was freed) and before the collective (the legacy
 // stream waits for the upload); with one rank the upload writes the unit's buffer, which the model's stream waits
-// for when the planner finishes the gather. So the uploads of prefetched units run while the model computes.
+// for when the planner finishes the gather. So the uploads of prefetched units run while the model computes. With
+// offload_param nvme the shards come from ParamSwapper's buffers instead (SwappedShardUploads keeps each pinned until
+// its upload is done), and each step's updated chunks are written to its swap file.
 template <typename S>
-class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGatherer {
+class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGatherer, private UploadEvents {
   static constexpr bool kMixed = !std::is_same_v<S, float>;
 
  public:
@@ -68,14 +73,12 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
         gather_work_(map_.units().size()),
         unit_grads_(map_.units().size(), nullptr) {
     const ZeroConfig& z = cfg.zero;
-    if (z.offload_param.device == OffloadDevice::Nvme)
-      throw RuntimeError("the GPU stage-3 engine offloads parameters to host memory only: "
-                         "zero_optimization.offload_param.device nvme is not supported with train.device cuda");
     const bool offload_optimizer = z.offload_optimizer.device != OffloadDevice::None;
-    param_offload_ = z.offload_param.device == OffloadDevice::Cpu;
+    param_offload_ = z.offload_param.device != OffloadDevice::None;
     if (param_offload_ && !offload_optimizer)
-      throw RuntimeError("the GPU stage-3 engine offloads parameters (zero_optimization.offload_param.device cpu) "
-                         "only together with the optimizer (zero_optimization.offload_optimizer.device cpu or nvme)");
+      throw RuntimeError("the GPU stage-3 engine offloads parameters (zero_optimization.offload_param.device " +
+                         std::string(offload_device_name(z.offload_param.device)) +
+                         ") only together with the optimizer (zero_optimization.offload_optimizer.device cpu or nvme)");
     if (offload_optimizer && z.offload_optimizer.ratio < 1.0)
       throw RuntimeError("the GPU stage-3 engine offloads the whole optimizer: zero_optimization.offload_optimizer."
                          "ratio " + std::to_string(z.offload_optimizer.ratio) + " (partial offload) is not supported");
@@ -94,7 +97,7 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
     }
     grads_ = take<float>(part_n_);
     if (param_offload_)
-      make_host_working(z.offload_param.pin_memory);
+      make_host_working(cfg);
     else if (kMixed || offload_optimizer)
       working_ = take<S>(part_n_);
     else
@@ -136,7 +139,8 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
     }
     offload_.reset();  // waits for its copies, which may target grads_ after an interrupted step
     cudaStreamSynchronize(stream_);
-    if (param_copy_ != nullptr) cudaStreamSynchronize(param_copy_);
+    if (param_copy_ != nullptr) cudaStreamSynchronize(param_copy_);  // uploads read the host copy or the swapper
+    shard_uploads_.reset();
     for (void* p : transient_) alloc_.free(p);
     for (void* p : blocks_) alloc_.free(p);
     for (cudaEvent_t e : uploaded_) cudaEventDestroy(e);
@@ -163,9 +167,15 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
     if (offload_) {
       // No upload from the host working copy may still be reading it when the host rewrites it.
       if (param_copy_ != nullptr) ZT_CUDA_CHECK(cudaStreamSynchronize(param_copy_));
+      if (shard_uploads_) shard_uploads_->release_all();  // the swap file is rewritten: nothing may stay pinned
       if (finish_gradients(host_pg_, scaler_, grads, cfg_.gradient_clipping, /*partitioned=*/true, r)) {
         ZT_CUDA_CHECK_LAUNCH("finish_gradients");
-        if (param_offload_) {  // each updated chunk becomes the host working copy; nothing goes up
+        if (swapper_) {  // each updated chunk goes to the parameter swap file; nothing goes up
+          r.io_wait_s = offload_->step(grads_, lr, step, [&](size_t begin, size_t len, const float* master) {
+            swapper_->write_range(begin, len, master);
+          }, /*upload=*/false);
+          swapper_->finish_write();
+        } else if (param_offload_) {  // each updated chunk becomes the host working copy; nothing goes up
           r.io_wait_s = offload_->step(grads_, lr, step, [&](size_t begin, size_t len, const float* master) {
             to_storage(host_working_ + begin, master, len);
           }, /*upload=*/false);
@@ -261,6 +271,7 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
     planner_->drop_all();
     if (offload_) {  // the working copy follows the imported master, read back from the host or the swap file
       if (param_copy_ != nullptr) ZT_CUDA_CHECK(cudaStreamSynchronize(param_copy_));
+      if (shard_uploads_) shard_uploads_->release_all();
       std::vector<float> master(part_n_);
       offload_->export_state("master", master.data());
       set_working_from_host(master.data());
@@ -344,7 +355,7 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
   // offload_param: this rank's shard of the unit from the host working copy, on the copy stream (see the top).
   void start_from_host(int unit, S* buf) {
     const UnitShard& u = map_.units()[idx(unit)];
-    const S* src = host_working_ + u.local_offset;
+    const S* src = shard_uploads_ ? static_cast<const S*>(shard_uploads_->take(unit)) : host_working_ + u.local_offset;
     ZT_CUDA_CHECK(cudaEventRecord(compute_done_, stream_));
     ZT_CUDA_CHECK(cudaStreamWaitEvent(param_copy_, compute_done_, 0));
     cudaEvent_t uploaded = uploaded_[idx(unit)];
@@ -419,20 +430,42 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
 
   // ---- offload ----
   // The host working copy of offload_param (pinned with pin_memory) and what its uploads need.
-  void make_host_working(bool pinned) {
-    check_host_memory(part_n_ * sizeof(S), "zero_optimization.offload_param.device cpu (the working partition)",
-                      host_memory_available());
-    host_working_storage_ = make_host_array<S>(part_n_, pinned);
-    host_working_ = host_working_storage_.get();
+  // The host working copy of offload_param (cpu: pinned with pin_memory; nvme: ParamSwapper's swap file and
+  // buffers) and what its uploads need.
+  void make_host_working(const Config& cfg) {
+    const bool pinned = cfg.zero.offload_param.pin_memory;
     ZT_CUDA_CHECK(cudaStreamCreateWithFlags(&param_copy_, cudaStreamNonBlocking));
     uploaded_.resize(map_.units().size(), nullptr);
     for (cudaEvent_t& e : uploaded_) ZT_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
     staging_.resize(map_.units().size(), nullptr);
+    if (cfg.zero.offload_param.device == OffloadDevice::Nvme) {
+      swapper_ = std::make_unique<ParamSwapper>(map_, cfg, rank_, working_precision(cfg));
+      shard_uploads_ = std::make_unique<SwappedShardUploads>(*swapper_, static_cast<UploadEvents&>(*this),
+                                                             map_.units().size());
+      if (rank_ == 0)
+        spdlog::info("offload_param to nvme on the GPU: the working partition is in {}; each gather reads the "
+                     "unit's shard into one of {} MiB of buffers and uploads it from there",
+                     swapper_->path(), swapper_->buffer_bytes() >> 20);
+      return;
+    }
+    check_host_memory(part_n_ * sizeof(S), "zero_optimization.offload_param.device cpu (the working partition)",
+                      host_memory_available());
+    host_working_storage_ = make_host_array<S>(part_n_, pinned);
+    host_working_ = host_working_storage_.get();
     if (rank_ == 0)
       spdlog::info("offload_param to cpu on the GPU: the {} MiB working partition is in {} host memory; each "
                    "gather uploads the unit's shard first", (part_n_ * sizeof(S)) >> 20,
                    pinned ? "pinned" : "pageable (pin_memory: false)");
   }
+
+  // UploadEvents (offload_param nvme): a unit's upload from its swapper buffer, by its event on the copy stream.
+  bool done(int unit) override {
+    const cudaError_t e = cudaEventQuery(uploaded_[idx(unit)]);
+    if (e == cudaErrorNotReady) return false;
+    ZT_CUDA_CHECK(e);
+    return true;
+  }
+  void wait(int unit) override { ZT_CUDA_CHECK(cudaEventSynchronize(uploaded_[idx(unit)])); }
 
   // fp32 master values into the storage type, rounded to nearest even as the device cast.
   static void to_storage(S* out, const float* in, size_t n) {
@@ -446,6 +479,10 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
 
   // With offload_optimizer: the working copy from the fp32 master partition on the host (start, import).
   void set_working_from_host(const float* master) {
+    if (swapper_) {
+      swapper_->write_partition(master);
+      return;
+    }
     if (param_offload_) {
       to_storage(host_working_, master, part_n_);
       return;
@@ -548,6 +585,9 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
   cudaStream_t param_copy_ = nullptr;
   std::vector<cudaEvent_t> uploaded_;
   std::vector<S*> staging_;
+  // offload_param nvme: the working partition's swap file and its shards' way to the device.
+  std::unique_ptr<ParamSwapper> swapper_;
+  std::unique_ptr<SwappedShardUploads> shard_uploads_;
 };
 
 }  // namespace
