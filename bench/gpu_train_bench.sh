@@ -12,7 +12,12 @@
 # bf16 dense-matmul peak that torch_gpu_bench.py measures at the start of the same run. Peak device memory is the
 # largest per-process figure nvidia-smi reports while the process runs (CUDA context included), sampled every
 # 0.2 s for both sides, so the two columns are measured the same way.
-# A configuration zerotrain refuses (say offload_param on the GPU) prints the refusal in its row.
+# A configuration zerotrain refuses, or one that does not fit, prints the error in its row.
+# ZeRO-Infinity (DEVICE=cuda, INFINITY=1, the default): configs/gpu_infinity_gpt2_4b.json (a 4.2B-parameter GPT-2
+# shape, bf16, stage 3 with the optimizer and the parameters offloaded to pinned host memory; 16 B per parameter of
+# host memory for the optimizer, 2 for the parameters, plus the CPU model's 8) for INFINITY_STEPS timed steps after
+# one warmup step, against the same config without offload in the same run (expected not to fit on an 80 GB GPU: its
+# row then shows the out-of-memory error). INFINITY_CONFIG=FILE runs another config the same way.
 set -uo pipefail
 
 BUILD=${1:-build}
@@ -27,6 +32,9 @@ STEPS=${STEPS:-20}
 COMPILE=${COMPILE:-0}
 TORCH=${TORCH:-1}
 PY=${PYTHON:-python3}
+INFINITY=${INFINITY:-1}
+INFINITY_CONFIG=${INFINITY_CONFIG:-configs/gpu_infinity_gpt2_4b.json}
+INFINITY_STEPS=${INFINITY_STEPS:-5}
 HERE=$(cd "$(dirname "$0")" && pwd)
 ZT=$(cd "$BUILD" && pwd)/zerotrain
 [[ -x $ZT ]] || { echo "gpu_train_bench: $ZT not built (cmake --build $BUILD --target zerotrain)" >&2; exit 1; }
@@ -39,7 +47,7 @@ trap '[[ -n $SAMPLER ]] && kill "$SAMPLER" 2> /dev/null; rm -rf "$TMP"' EXIT
 vocab_of() {
   case $1 in
     gpt2-tiny) echo 256 ;;
-    gpt2-124M | gpt2-350M | gpt2-774M | gpt2-1558M) echo 50257 ;;
+    gpt2-124M | gpt2-350M | gpt2-774M | gpt2-1558M | gpt2-4B-infinity) echo 50257 ;;
     *) echo "gpu_train_bench: unknown model $1" >&2; exit 2 ;;
   esac
 }
@@ -94,10 +102,9 @@ EOF
 fi
 
 ROWS=()
-for MODEL in $MODELS; do
-  V=$(vocab_of "$MODEL")
-  SHARD=$TMP/$MODEL.bin
-  "$PY" - "$SHARD" "$V" $(( (WARMUP + STEPS + 2) * B * T + 1 )) <<'EOF'
+# write_shard PATH VOCAB TOKENS: random tokens in an llm.c shard.
+write_shard() {
+  "$PY" - "$1" "$2" "$3" <<'EOF'
 import array, random, struct, sys
 path, vocab, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 rng = random.Random(0)
@@ -105,6 +112,32 @@ with open(path, "wb") as f:
     f.write(struct.pack("<256i", 20240520, 1, n, *([0] * 253)))
     f.write(array.array("H", (rng.randrange(vocab) for _ in range(n))).tobytes())
 EOF
+}
+
+# zt_row MODEL STAGE OUT TOKENS_PER_STEP WARMUP ZEROTRAIN_ARGS...: one zerotrain run, its tokens/s over the steps
+# after WARMUP and its sampled peak device memory, or its first error line, as a row.
+zt_row() {
+  local model=$1 stage=$2 out=$3 tokens=$4 warmup=$5
+  shift 5
+  if run_sampled "$out/peak" "$ZT" "$@" > "$out/log.txt" 2>&1; then
+    local tps
+    tps=$("$PY" - "$out/metrics.jsonl" "$warmup" "$tokens" << 'EOF'
+import json, sys
+steps = [r for r in map(json.loads, open(sys.argv[1])) if r.get("type") == "step"]
+timed = steps[int(sys.argv[2]):]
+print(f"{int(sys.argv[3]) * len(timed) / (sum(r['ms_per_step'] for r in timed) / 1e3):.0f}")
+EOF
+)
+    ROWS+=("$model|$stage|$tps|$(cat "$out/peak")|")
+  else
+    ROWS+=("$model|$stage|||$(grep -m1 -iE "error|refus|out of memory" "$out/log.txt" | cut -c1-160)")
+  fi
+}
+
+for MODEL in $MODELS; do
+  V=$(vocab_of "$MODEL")
+  SHARD=$TMP/$MODEL.bin
+  write_shard "$SHARD" "$V" $(( (WARMUP + STEPS + 2) * B * T + 1 ))
   for STAGE in $STAGES; do
     OUT=$TMP/zt_${MODEL}_$STAGE
     mkdir -p "$OUT"
@@ -123,27 +156,35 @@ EOF
             "save_dir": "$OUT"}
 }
 EOF
-    if run_sampled "$OUT/peak" "$ZT" --config "$OUT/config.json" > "$OUT/log.txt" 2>&1; then
-      ZT_TPS=$("$PY" - "$OUT/metrics.jsonl" "$WARMUP" $(( B * T )) << 'EOF'
-import json, sys
-steps = [r for r in map(json.loads, open(sys.argv[1])) if r.get("type") == "step"]
-timed = steps[int(sys.argv[2]):]
-print(f"{int(sys.argv[3]) * len(timed) / (sum(r['ms_per_step'] for r in timed) / 1e3):.0f}")
-EOF
-)
-      ROWS+=("$MODEL|$STAGE|$ZT_TPS|$(cat "$OUT/peak")|")
-    else
-      ROWS+=("$MODEL|$STAGE|||$(grep -m1 -iE "error|refus" "$OUT/log.txt" | cut -c1-160)")
-    fi
+    zt_row "$MODEL" "$STAGE" "$OUT" $(( B * T )) "$WARMUP" --config "$OUT/config.json"
   done
 done
+
+# ZeRO-Infinity's largest model: the config with its offload, then without (the baseline), the same data and steps.
+if [[ $DEVICE == cuda && $INFINITY == 1 ]]; then
+  IB=$(grep -o '"train_micro_batch_size_per_gpu": *[0-9]*' "$INFINITY_CONFIG" | grep -o '[0-9]*$')
+  IA=$(grep -o '"gradient_accumulation_steps": *[0-9]*' "$INFINITY_CONFIG" | grep -o '[0-9]*$')
+  ITOKENS=$(( ${IB:-1} * ${IA:-1} * 1024 ))
+  write_shard "$TMP/infinity.bin" 50257 $(( (INFINITY_STEPS + 3) * ITOKENS + 1 ))
+  mkdir -p "$TMP/nvme"
+  for variant in "3 offload" "3"; do
+    OUT=$TMP/zt_infinity_${variant// /_}
+    mkdir -p "$OUT"
+    extra=()
+    [[ $variant == 3 ]] && extra=(zero_optimization.offload_optimizer.device=none
+                                   zero_optimization.offload_param.device=none)
+    zt_row gpt2-4B-infinity "$variant" "$OUT" "$ITOKENS" 1 --config "$INFINITY_CONFIG" "data.train=$TMP/infinity.bin" \
+      data.seq_len=1024 train.max_steps=$(( INFINITY_STEPS + 1 )) "train.save_dir=$OUT" \
+      "zero_optimization.offload_optimizer.nvme_path=$TMP/nvme" "${extra[@]}"
+  done
+fi
 echo "load after:  $(uptime)"
 
 flops_per_token() {  # model T -> 6 N + 12 L T C
   local L C
   case $1 in
     gpt2-tiny) L=2 C=64 ;; gpt2-124M) L=12 C=768 ;; gpt2-350M) L=24 C=1024 ;; gpt2-774M) L=36 C=1280 ;;
-    gpt2-1558M) L=48 C=1600 ;;
+    gpt2-1558M) L=48 C=1600 ;; gpt2-4B-infinity) L=36 C=3072 ;;
   esac
   echo $(( 6 * (L * 12 * C * C + $(vocab_of "$1") * C) + 12 * L * $2 * C ))
 }

@@ -1,5 +1,7 @@
 #include "engine/config/train_device.h"
 
+#include <sstream>
+
 #include "engine/base/error.h"
 #include "engine/config/config_parser.h"
 
@@ -32,18 +34,21 @@ const char* train_attention_name(TrainAttention a) {
 std::vector<std::string> cuda_unsupported_settings(const Config& cfg) {
   std::vector<std::string> out;
   const ZeroConfig& z = cfg.zero;
-  // The GPU path offloads the optimizer to host memory (CPU Adam) in its stage 1-2 engine only, in every precision;
-  // the stage-3 engine keeps its optimizer state on the device. Nothing goes to NVMe, and the parameters stay.
-  if (z.offload_optimizer.device == OffloadDevice::Nvme)
-    out.push_back("zero_optimization.offload_optimizer.device (nvme)");
-  else if (z.offload_optimizer.device == OffloadDevice::Cpu && z.stage == 3)
-    out.push_back("zero_optimization.offload_optimizer.device (cpu) at zero_optimization.stage 3");
-  if (z.offload_param.device != OffloadDevice::None)
-    out.push_back(std::string("zero_optimization.offload_param.device (") + offload_device_name(z.offload_param.device) +
-                  ")");
+  // The GPU path offloads the optimizer (CPU Adam) to host memory or NVMe swap files at stages 1-3, in every
+  // precision, always all of it; at stage 3 it offloads the parameters to host memory or NVMe, only together with
+  // the optimizer.
+  if (z.offload_optimizer.device != OffloadDevice::None && z.offload_optimizer.ratio < 1.0) {
+    std::ostringstream ratio;
+    ratio << z.offload_optimizer.ratio;
+    out.push_back("zero_optimization.offload_optimizer.ratio (" + ratio.str() + ")");
+  }
+  if (z.offload_param.device != OffloadDevice::None && z.offload_optimizer.device == OffloadDevice::None)
+    out.push_back(std::string("zero_optimization.offload_param.device (") +
+                  offload_device_name(z.offload_param.device) + ") without zero_optimization.offload_optimizer");
   // Offload runs CPU Adam; SGD steps on the device only.
-  if (cfg.optimizer.type == OptimizerType::SGD && z.offload_optimizer.device == OffloadDevice::Cpu)
-    out.push_back("optimizer.type (SGD) with zero_optimization.offload_optimizer.device (cpu)");
+  if (cfg.optimizer.type == OptimizerType::SGD && z.offload_optimizer.device != OffloadDevice::None)
+    out.push_back(std::string("optimizer.type (SGD) with zero_optimization.offload_optimizer.device (") +
+                  offload_device_name(z.offload_optimizer.device) + ")");
   return out;
 }
 

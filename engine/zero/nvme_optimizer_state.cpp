@@ -78,7 +78,8 @@ void NvmeOptimizerState::wait(offload::IoHandle& h) {
 }
 
 void NvmeOptimizerState::step(const float* grads, const std::vector<DecayRange>& ranges,
-                              const offload::CpuAdamHyper& hyper, int64_t step, const MasterSink& updated) {
+                              const offload::CpuAdamHyper& hyper, int64_t step, const MasterSink& updated,
+                              const GroupReady& ready) {
   const size_t count = groups(), k = sets_.size();
   // Reads run this many sub-groups ahead of the update; with k >= 3 one set is left for the previous write-back.
   const size_t ahead = std::max<size_t>(1, k - 2);
@@ -97,8 +98,9 @@ void NvmeOptimizerState::step(const float* grads, const std::vector<DecayRange>&
     }
     BufferSet& set = sets_[g % k];
     for (offload::IoHandle& h : set.read) wait(h);
-    events_.push_back({PipelineEvent::UpdateBegin, g, g % k});
     const size_t begin = g * group_, len = len_of(g);
+    if (ready) ready(begin, len);
+    events_.push_back({PipelineEvent::UpdateBegin, g, g % k});
     offload::cpu_adam_step(set.buf[Master], grads + begin, set.buf[ExpAvg], set.buf[ExpAvgSq], len, hyper, step,
                            slice_ranges(ranges, begin, len));
     for (int p = 0; p < kParts; ++p)

@@ -25,6 +25,9 @@ namespace zt {
 // Receives master elements [begin, begin + len) of the partition; master points at them and is valid only during
 // the call.
 using MasterSink = std::function<void(size_t begin, size_t len, const float* master)>;
+// Called before sub-group [begin, begin + len) is updated, once its state has been read: the caller makes its
+// gradient elements ready there (the GPU path waits for their download from the device).
+using GroupReady = std::function<void(size_t begin, size_t len)>;
 
 class NvmeOptimizerState {
  public:
@@ -34,9 +37,10 @@ class NvmeOptimizerState {
   ~NvmeOptimizerState();
 
   // One Adam/AdamW update of the master with grads[0..n) (ranges as Optimizer::step). Every updated sub-group goes
-  // to updated, in order, each element once.
+  // to updated, in order, each element once; ready (if given) is called for each sub-group before its update reads
+  // grads there.
   void step(const float* grads, const std::vector<DecayRange>& ranges, const offload::CpuAdamHyper& hyper,
-            int64_t step, const MasterSink& updated);
+            int64_t step, const MasterSink& updated, const GroupReady& ready = {});
   // The current master through sink, in order, one sub-group at a time (the next one's read in flight).
   void read_master(const MasterSink& sink);
   // Checkpoint access: "master", "exp_avg" or "exp_avg_sq", n floats.
@@ -48,6 +52,7 @@ class NvmeOptimizerState {
   size_t buffer_bytes() const { return pool_->count() * pool_->buffer_bytes(); }
   size_t buffer_sets() const { return sets_.size(); }
   size_t sub_group_elements() const { return group_; }
+  size_t size() const { return n_; }
 
   // The last step's order of events, for tests of the pipeline: ReadIssued/WriteIssued (sub-group, buffer set),
   // UpdateBegin (sub-group, set).

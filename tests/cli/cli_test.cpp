@@ -105,7 +105,7 @@ TEST_F(CliTest, DryRunOnEveryShippedConfigPrintsTheEstimate) {
     EXPECT_NE(r.out.find("\"zero_optimization\""), std::string::npos);
     seen++;
   }
-  EXPECT_EQ(seen, 7);
+  EXPECT_EQ(seen, 8);
 }
 
 TEST_F(CliTest, DryRunEstimateFollowsStageWorldSizeAndOverrides) {

@@ -4,6 +4,8 @@
 #include <filesystem>
 
 #include "engine/config/config_parser.h"
+#include "engine/config/memory_estimate.h"
+#include "engine/config/train_device.h"
 
 namespace zt {
 namespace {
@@ -18,10 +20,11 @@ TEST(ShippedConfigs, EveryConfigParsesAndResolvesItsBatch) {
     BatchConfig b = resolve_batch(cfg, cfg.world_size);
     EXPECT_EQ(b.train_batch_size, b.micro_batch_per_gpu * b.gradient_accumulation_steps * cfg.world_size);
     EXPECT_FALSE(cfg.fp16.enabled);
-    EXPECT_FALSE(cfg.bf16);
+    // The GPU configs train in bf16, the others in fp32.
+    EXPECT_EQ(cfg.bf16, entry.path().filename().string().rfind("gpu_", 0) == 0);
     seen++;
   }
-  EXPECT_EQ(seen, 7);
+  EXPECT_EQ(seen, 8);
 }
 
 TEST(ShippedConfigs, StagesAndOffloadAreWhatTheNamesSay) {
@@ -45,6 +48,16 @@ TEST(ShippedConfigs, StagesAndOffloadAreWhatTheNamesSay) {
   EXPECT_EQ(tiny.model.preset, "gpt2-tiny");
   EXPECT_EQ(tiny.world_size, 1);
   EXPECT_EQ(tiny.train.max_steps, 200);
+  // The GPU's largest-model-with-offload measurement: a 4.2B GPT-2 shape at stage 3 with optimizer and parameters
+  // in pinned host memory, which the GPU path takes.
+  Config infinity = parse_config_file(dir + "gpu_infinity_gpt2_4b.json");
+  EXPECT_EQ(infinity.train.device, TrainDevice::Cuda);
+  EXPECT_EQ(infinity.zero.stage, 3);
+  EXPECT_EQ(infinity.zero.offload_optimizer.device, OffloadDevice::Cpu);
+  EXPECT_EQ(infinity.zero.offload_param.device, OffloadDevice::Cpu);
+  EXPECT_TRUE(infinity.zero.offload_optimizer.pin_memory && infinity.zero.offload_param.pin_memory);
+  EXPECT_TRUE(cuda_unsupported_settings(infinity).empty()) << join_settings(cuda_unsupported_settings(infinity));
+  EXPECT_NEAR(static_cast<double>(gpt2_param_count(infinity.model)), 4.24e9, 0.01e9);
 }
 
 }  // namespace

@@ -41,36 +41,23 @@ TEST(TrainDevice, CudaRefusesWhatTheGpuPathCannotRunNamingEachKey) {
       {R"("optimizer": {"type": "SGD", "params": {"lr": 0.1}}, "zero_optimization": {"stage": 1, )"
        R"("offload_optimizer": {"device": "cpu"}})",
        "optimizer.type (SGD) with zero_optimization.offload_optimizer.device (cpu)"},
-      {R"("zero_optimization": {"stage": 1, "offload_optimizer": {"device": "nvme", "nvme_path": "/tmp"}})",
-       "zero_optimization.offload_optimizer.device (nvme)"},
-      {R"("zero_optimization": {"stage": 2, "offload_optimizer": {"device": "nvme", "nvme_path": "/tmp"}})",
-       "zero_optimization.offload_optimizer.device (nvme)"},
-      {R"("bf16": {"enabled": true}, "zero_optimization": {"stage": 2, "offload_optimizer": {"device": "nvme", )"
-       R"("nvme_path": "/tmp"}})",
-       "zero_optimization.offload_optimizer.device (nvme)"},
-      {R"("fp16": {"enabled": true}, "zero_optimization": {"stage": 1, "offload_optimizer": {"device": "nvme", )"
-       R"("nvme_path": "/tmp"}})",
-       "zero_optimization.offload_optimizer.device (nvme)"},
+      {R"("optimizer": {"type": "SGD", "params": {"lr": 0.1}}, "zero_optimization": {"stage": 3, )"
+       R"("offload_optimizer": {"device": "nvme", "nvme_path": "/tmp"}})",
+       "optimizer.type (SGD) with zero_optimization.offload_optimizer.device (nvme)"},
+      // Parameters go to host memory only, and only with the optimizer offloaded too; the optimizer goes whole.
       {R"("zero_optimization": {"stage": 3, "offload_param": {"device": "cpu"}})",
-       "zero_optimization.offload_param.device (cpu)"},
+       "zero_optimization.offload_param.device (cpu) without zero_optimization.offload_optimizer"},
       {R"("bf16": {"enabled": true}, "zero_optimization": {"stage": 3, "offload_param": {"device": "cpu"}})",
-       "zero_optimization.offload_param.device (cpu)"},
+       "zero_optimization.offload_param.device (cpu) without zero_optimization.offload_optimizer"},
       {R"("zero_optimization": {"stage": 3, "offload_param": {"device": "nvme", "nvme_path": "/tmp"}})",
-       "zero_optimization.offload_param.device (nvme)"},
-      // Optimizer offload to the CPU is the stage 1-2 engine's; the stage-3 engine keeps its state on the device.
-      {R"("zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}})",
-       "zero_optimization.offload_optimizer.device (cpu) at zero_optimization.stage 3"},
-      {R"("bf16": {"enabled": true}, "zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}})",
-       "zero_optimization.offload_optimizer.device (cpu) at zero_optimization.stage 3"},
-      {R"("fp16": {"enabled": true}, "zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu", )"
-       R"("pin_memory": true}})",
-       "zero_optimization.offload_optimizer.device (cpu) at zero_optimization.stage 3"},
-      {R"("zero_optimization": {"stage": 3, "offload_optimizer": {"device": "nvme", "nvme_path": "/tmp"}})",
-       "zero_optimization.offload_optimizer.device (nvme)"},
-      {R"("zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}, )"
-       R"("offload_param": {"device": "cpu"}})",
-       "zero_optimization.offload_optimizer.device (cpu) at zero_optimization.stage 3 and "
-       "zero_optimization.offload_param.device (cpu)"},
+       "zero_optimization.offload_param.device (nvme) without zero_optimization.offload_optimizer"},
+      {R"("zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu", "ratio": 0.5}})",
+       "zero_optimization.offload_optimizer.ratio (0.5)"},
+      {R"("optimizer": {"type": "SGD", "params": {"lr": 0.1}}, "zero_optimization": {"stage": 3, )"
+       R"("offload_optimizer": {"device": "nvme", "nvme_path": "/tmp", "ratio": 0.25}, )"
+       R"("offload_param": {"device": "nvme", "nvme_path": "/tmp"}})",
+       "zero_optimization.offload_optimizer.ratio (0.25) and "
+       "optimizer.type (SGD) with zero_optimization.offload_optimizer.device (nvme)"},
   };
   for (const Case& c : cases) {
     const std::string msg = config_error(with_batch(c.members + R"(, "train": {"device": "cuda"})"));
@@ -80,8 +67,8 @@ TEST(TrainDevice, CudaRefusesWhatTheGpuPathCannotRunNamingEachKey) {
   // The same unsupported settings are fine on the CPU and with "auto" (which then trains on the CPU).
   EXPECT_NO_THROW(parse(R"("zero_optimization": {"stage": 3, "offload_param": {"device": "cpu"}}, )"
                         R"("train": {"device": "auto"})"));
-  EXPECT_NO_THROW(parse(R"("zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}}, )"
-                        R"("train": {"device": "auto"})"));
+  EXPECT_NO_THROW(parse(R"("zero_optimization": {"stage": 3, "offload_param": {"device": "nvme", )"
+                        R"("nvme_path": "/tmp"}}, "train": {"device": "auto"})"));
 }
 
 // fp32, bf16, and fp16 with a dynamic or a static loss scale, as config members (each followed by a comma).
@@ -144,17 +131,37 @@ TEST(TrainDevice, CudaTakesActivationCheckpointingAndSgdAtEveryStage) {
   }
 }
 
-TEST(TrainDevice, CudaTakesOptimizerOffloadToCpuAtStages1And2InEachPrecision) {
-  // The host keeps the fp32 master and Adam state in every precision; 16-bit weights are rounded on the device.
+TEST(TrainDevice, CudaTakesOptimizerOffloadToCpuAndNvmeAtStages1To3InEachPrecision) {
+  // The host keeps the fp32 master and Adam state in every precision (in memory or in swap files); 16-bit weights
+  // are rounded on the device, or on the host where the parameters are offloaded too.
+  struct Offload {
+    std::string members;
+    OffloadDevice optimizer, param;
+    int min_stage;
+  };
+  const std::vector<Offload> offloads = {
+      {R"("offload_optimizer": {"device": "cpu", "pin_memory": true})", OffloadDevice::Cpu, OffloadDevice::None, 1},
+      {R"("offload_optimizer": {"device": "cpu", "pin_memory": false})", OffloadDevice::Cpu, OffloadDevice::None, 1},
+      {R"("offload_optimizer": {"device": "nvme", "nvme_path": "/tmp", "buffer_count": 3})", OffloadDevice::Nvme,
+       OffloadDevice::None, 1},
+      {R"("offload_optimizer": {"device": "cpu"}, "offload_param": {"device": "cpu", "pin_memory": true})",
+       OffloadDevice::Cpu, OffloadDevice::Cpu, 3},
+      {R"("offload_optimizer": {"device": "nvme", "nvme_path": "/tmp"}, "offload_param": {"device": "cpu"})",
+       OffloadDevice::Nvme, OffloadDevice::Cpu, 3},
+      {R"("offload_optimizer": {"device": "nvme", "nvme_path": "/tmp"}, "offload_param": {"device": "nvme", )"
+       R"("nvme_path": "/tmp"})",
+       OffloadDevice::Nvme, OffloadDevice::Nvme, 3},
+      {R"("offload_optimizer": {"device": "cpu"}, "offload_param": {"device": "nvme", "nvme_path": "/tmp"})",
+       OffloadDevice::Cpu, OffloadDevice::Nvme, 3},
+  };
   for (const std::string& precision : gpu_precisions()) {
-    for (int stage : {1, 2}) {
-      for (const char* pin : {"true", "false"}) {
-        SCOPED_TRACE(precision + "stage " + std::to_string(stage) + " pin_memory " + pin);
+    for (const Offload& o : offloads) {
+      for (int stage = o.min_stage; stage <= 3; ++stage) {
+        SCOPED_TRACE(precision + "stage " + std::to_string(stage) + " " + o.members);
         const Config cfg = parse(precision + R"("train": {"device": "cuda"}, "zero_optimization": {"stage": )" +
-                                 std::to_string(stage) + R"(, "offload_optimizer": {"device": "cpu", "pin_memory": )" +
-                                 pin + "}}");
-        EXPECT_EQ(cfg.zero.offload_optimizer.device, OffloadDevice::Cpu);
-        EXPECT_EQ(cfg.zero.offload_optimizer.pin_memory, std::string(pin) == "true");
+                                 std::to_string(stage) + ", " + o.members + "}");
+        EXPECT_EQ(cfg.zero.offload_optimizer.device, o.optimizer);
+        EXPECT_EQ(cfg.zero.offload_param.device, o.param);
         EXPECT_TRUE(cuda_unsupported_settings(cfg).empty()) << join_settings(cuda_unsupported_settings(cfg));
         Config automatic = cfg;
         automatic.train.device = TrainDevice::Auto;
@@ -209,14 +216,20 @@ TEST(TrainDevice, ResolveForMachineAndBuild) {
   cfg.bf16 = true;
   cfg.zero.offload_optimizer.device = OffloadDevice::Cpu;  // on the GPU path (in bf16 too): auto takes the GPU
   EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cuda);
-  cfg.zero.offload_optimizer.device = OffloadDevice::Nvme;  // not on the GPU path: auto falls back to the CPU
-  EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cpu);
-  cfg.zero.stage = 3;
-  cfg.zero.offload_optimizer.device = OffloadDevice::Cpu;  // the stage-3 engine does not offload: the CPU
-  EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cpu);
-  cfg.zero.offload_optimizer.device = OffloadDevice::None;
+  cfg.zero.offload_optimizer.device = OffloadDevice::Nvme;  // also to NVMe
   EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cuda);
-  cfg.zero.offload_param.device = OffloadDevice::Cpu;  // not on the GPU path: auto falls back to the CPU
+  cfg.zero.stage = 3;
+  cfg.zero.offload_optimizer.device = OffloadDevice::Cpu;  // and at stage 3
+  EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cuda);
+  cfg.zero.offload_optimizer.ratio = 0.5;  // partial offload is not on the GPU path: auto falls back to the CPU
+  EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cpu);
+  cfg.zero.offload_optimizer.ratio = 1.0;
+  cfg.zero.offload_param.device = OffloadDevice::Cpu;  // parameters to host memory with the optimizer: the GPU
+  EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cuda);
+  cfg.zero.offload_param.device = OffloadDevice::Nvme;  // to NVMe too
+  EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cuda);
+  cfg.zero.offload_optimizer.device = OffloadDevice::None;
+  cfg.zero.offload_param.device = OffloadDevice::Cpu;  // parameters without the optimizer: not on the GPU path
   EXPECT_EQ(resolve_train_device(cfg, 1, true), TrainDevice::Cpu);
 }
 

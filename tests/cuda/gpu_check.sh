@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The CUDA backend's device check in one go, sized for a short GPU lease, most important first: builds only what it
 # needs, runs every GPU test (test_cuda), the GPU-vs-CPU training parity test, the config's TrainDevice tests, trains
-# the tiny config on the GPU (fp32, bf16, bf16 at stage 3, SGD with activation checkpointing), compute-sanitizer's memcheck over the kernel and offload
-# tests, and the benchmarks. Logs go to $OUT (or ./gpu_check_out); the exit status is the tests' (test_cuda's, else
-# the parity test's).
+# the tiny config on the GPU (fp32, bf16, bf16 at stage 3, SGD with activation checkpointing, bf16 at stage 3 with
+# ZeRO-Infinity's offload), compute-sanitizer's memcheck over the kernel and offload tests, and the benchmarks. Logs
+# go to $OUT (or ./gpu_check_out); the exit status is the tests' (test_cuda's, else the parity test's).
 # Time: every step's timeout is capped by what is left of one budget for the whole script, configure and build
 # included (GPU_CHECK_BUDGET_S, default 540 s, counted from the script's start, nvidia-smi's at most 20 s in it), so
-# the worst case is the budget plus about a second for each of the 15 capped steps left when it runs out: under
+# the worst case is the budget plus about a second for each of the 16 capped steps left when it runs out: under
 # 560 s in all. The steps' own caps add up to far
 # more (configure 120 s, build 420, test_cuda 300, parity 360, test_config 60, the shard 30, the four tiny runs 120
 # each, memcheck 240, four benchmarks 120 each: 2490 s), so on a slow device the later steps (the tiny runs,
@@ -83,6 +83,16 @@ timeout "$(limit 120)" "$build/zerotrain" "${tiny_args[@]}" zero_optimization.st
 echo "zerotrain train.device=cuda SGD + activation checkpointing stage 1 (tiny, 20 steps): rc=$?" |
   tee -a "$out/summary.txt"
 tail -5 "$out/train_cuda_sgd_ckpt.log" | tee -a "$out/summary.txt"
+# ZeRO-Infinity on the GPU: stage 3 in bf16 with the optimizer state in NVMe swap files (under $out) and the
+# parameter partition in pinned host memory.
+mkdir -p "$out/nvme"
+timeout "$(limit 120)" "$build/zerotrain" "${tiny_args[@]}" bf16.enabled=true zero_optimization.stage=3 \
+  zero_optimization.offload_optimizer.device=nvme "zero_optimization.offload_optimizer.nvme_path=$out/nvme" \
+  zero_optimization.offload_param.device=cpu "train.save_dir=$out/train_cuda_infinity" \
+  > "$out/train_cuda_infinity.log" 2>&1
+echo "zerotrain train.device=cuda bf16 stage 3 nvme optimizer + cpu params (tiny, 20 steps): rc=$?" \
+  | tee -a "$out/summary.txt"
+tail -5 "$out/train_cuda_infinity.log" | tee -a "$out/summary.txt"
 
 if command -v compute-sanitizer > /dev/null || [ -x /usr/local/cuda/bin/compute-sanitizer ]; then
   sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
@@ -98,7 +108,9 @@ for opts in "" "--flash" "--dtype bf16 --flash"; do
     $opts >> "$out/bench.log" 2>&1
   echo "bench $opts: rc=$?" | tee -a "$out/summary.txt"
 done
-timeout "$(limit 120)" "$build/cuda_offload_step_bench" --n 33554432 --iters 5 >> "$out/bench.log" 2>&1
+mkdir -p "$out/nvme"
+timeout "$(limit 120)" "$build/cuda_offload_step_bench" --n 33554432 --iters 5 --nvme "$out/nvme" \
+  >> "$out/bench.log" 2>&1
 echo "bench offload step: rc=$?" | tee -a "$out/summary.txt"
 echo "total: $SECONDS s of a $budget s budget" | tee -a "$out/summary.txt"
 cat "$out/bench.log"

@@ -4,20 +4,24 @@
 // export) agree in relative L2 norm. A GPU engine rebuilt from exported state after 3 steps continues exactly as the
 // uninterrupted one. The same at stages 1 and 2 with the optimizer offloaded to the CPU on both engines, in chunks
 // (sub_group_size) smaller than a unit; in bf16 (to 2e-2, also offloaded), and fp16 with a loss scale that overflows
-// (the same steps skipped, also offloaded). Stage 3 (fp32, bf16, fp16; no offload: the config refuses it there)
-// gathers every unit around each use, resumes from the CPU engine's stage-1 state, and holds a few units at its
-// device peak, never the full model. Stages 0-2 reducing in several buckets during backward, with and without
-// overlap_comm, and with the last micro-batch not announced, match the CPU engine too. Skips with "no GPU" without a
-// device.
+// (the same steps skipped, also offloaded). Stage 3 (fp32, bf16, fp16) gathers every unit around each use, resumes
+// from the CPU engine's stage-1 state, and holds a few units at its device peak, never the full model. Stages 0-2
+// reducing in several buckets during backward, with and without overlap_comm, and with the last micro-batch not
+// announced, match the CPU engine too. ZeRO-Infinity against the CPU engine with the same offload: the optimizer in
+// NVMe swap files (stages 2 and 3), stage 3 with the optimizer in host memory (fp32, bf16, fp16), with the parameters
+// in host memory too (fp32, bf16; also with the optimizer on NVMe) and with parameters and optimizer on NVMe (fp32,
+// bf16), each resuming exactly and across offload settings. Skips with "no GPU" without a device.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "engine/comm/store.h"
+#include "engine/config/config_parser.h"
 #include "engine/model/cuda/gpt2_cuda.h"
 #include "engine/optim/optimizer.h"
 #include "engine/zero/cuda/cuda_training.h"
@@ -233,6 +237,39 @@ Config offload_config(const Config& base, bool pin_memory) {
 
 Config offload_config(int stage, bool pin_memory) { return offload_config(config(stage), pin_memory); }
 
+// ZeRO-Infinity's optimizer: master and Adam state in swap files (three buffer sets of 1024-element sub-groups).
+Config nvme_config(const Config& base) {
+  static const std::string dir = [] {
+    const std::string d = std::string(ZT_BINARY_DIR) + "/gpu_zero_engine_test_nvme";
+    std::filesystem::create_directories(d);
+    return d;
+  }();
+  Config cfg = base;
+  cfg.zero.offload_optimizer.device = OffloadDevice::Nvme;
+  cfg.zero.offload_optimizer.nvme_path = dir;
+  cfg.zero.offload_optimizer.buffer_count = 3;
+  cfg.zero.sub_group_size = 1024;
+  return cfg;
+}
+
+// Stage 3's parameter partition in host memory (with an offloaded optimizer in base).
+Config param_offload_config(const Config& base, bool pin_memory) {
+  Config cfg = base;
+  cfg.zero.offload_param.device = OffloadDevice::Cpu;
+  cfg.zero.offload_param.pin_memory = pin_memory;
+  return cfg;
+}
+
+// ... or in a swap file, read through two buffers (fewer than the units gathered ahead: buffers are reclaimed).
+Config param_nvme_config(const Config& base) {
+  Config cfg = nvme_config(base);
+  cfg.zero.offload_param = OffloadParamConfig{};
+  cfg.zero.offload_param.device = OffloadDevice::Nvme;
+  cfg.zero.offload_param.nvme_path = cfg.zero.offload_optimizer.nvme_path;
+  cfg.zero.offload_param.buffer_count = 2;
+  return cfg;
+}
+
 Trained check_matches_cpu(const Config& cfg) {
   const Trained cpu = train_fresh(cfg, false, kSteps), gpu = train_fresh(cfg, true, kSteps);
   EXPECT_EQ(gpu.losses.size(), cpu.losses.size());
@@ -276,8 +313,10 @@ Config bf16_config(int stage) {
 // allgather, as the CPU offload engine rounds its gathered master.
 void check_bf16(const Config& cfg) {
   const Trained cpu = train_fresh(cfg, false, kSteps), gpu = train_fresh(cfg, true, kSteps);
-  // The model (stage 3: the partition it gathers from) really holds 16-bit parameters.
-  const size_t held = cfg.zero.stage == 3 ? PartitionMap(GPT2(kDims, false), 1).partition_numel() : gpu.params.size();
+  // The model (stage 3: the partition it gathers from, none with offload_param) really holds 16-bit parameters.
+  const size_t held = cfg.zero.offload_param.device != OffloadDevice::None ? 0
+                      : cfg.zero.stage == 3 ? PartitionMap(GPT2(kDims, false), 1).partition_numel()
+                                            : gpu.params.size();
   EXPECT_EQ(gpu.memory.param_bytes, held * 2);
   ASSERT_EQ(gpu.losses.size(), cpu.losses.size());
   for (size_t i = 0; i < cpu.losses.size(); ++i)
@@ -387,6 +426,80 @@ TEST(GpuZeroEngine, Fp16Stage3SkipsOverflowingStepsAsTheCpuEngine) {
   ZT_REQUIRE_GPU();
   SCOPED_TRACE("fp16, stage 3");
   check_fp16_overflow(fp16_config_overflowing_first_step(3));
+}
+
+TEST(GpuZeroEngine, Stage3OffloadMatchesCpuOffloadEngineAndResumes) {
+  ZT_REQUIRE_GPU();
+  check_offload_stage(3);
+}
+
+TEST(GpuZeroEngine, Bf16Stage3OffloadMatchesCpuOffloadEngineAndResumes) {
+  ZT_REQUIRE_GPU();
+  SCOPED_TRACE("bf16, stage 3, offload_optimizer cpu");
+  check_bf16(offload_config(bf16_config(3), true));
+}
+
+TEST(GpuZeroEngine, Fp16Stage3OffloadSkipsOverflowingStepsAsTheCpuOffloadEngine) {
+  ZT_REQUIRE_GPU();
+  SCOPED_TRACE("fp16, stage 3, offload_optimizer cpu");
+  check_fp16_overflow(offload_config(fp16_config_overflowing_first_step(3), true));
+}
+
+// The optimizer in NVMe swap files on both engines: the GPU engine's chunks are the swap files' sub-groups.
+TEST(GpuZeroEngine, NvmeOffloadMatchesCpuNvmeEngineAndResumes) {
+  ZT_REQUIRE_GPU();
+  for (int stage : {1, 2, 3}) {
+    SCOPED_TRACE("stage " + std::to_string(stage) + " offload_optimizer nvme");
+    const Config cfg = nvme_config(config(stage));
+    const Trained gpu = check_matches_cpu(cfg);
+    check_resume(cfg, true, gpu);
+    check_resume(cfg, offload_config(stage, true), true, gpu);  // from the swap files to host memory
+  }
+}
+
+// Stage 3 with the parameter partition in host memory: the device holds neither the working partition nor the
+// optimizer state, and the run matches the CPU engine with the same offload and resumes (also to and from the
+// device-resident engine).
+TEST(GpuZeroEngine, Stage3ParamOffloadMatchesCpuEngineAndResumes) {
+  ZT_REQUIRE_GPU();
+  for (bool pin : {true, false}) {
+    for (bool nvme : {false, true}) {
+      SCOPED_TRACE(std::string("offload_param cpu, pin_memory ") + (pin ? "true" : "false") + ", optimizer on " +
+                   (nvme ? "nvme" : "cpu"));
+      const Config opt = nvme ? nvme_config(config(3)) : offload_config(3, true);
+      const Config cfg = param_offload_config(opt, pin);
+      const Trained gpu = check_matches_cpu(cfg);
+      EXPECT_EQ(gpu.memory.param_bytes, 0u);
+      EXPECT_EQ(gpu.memory.optimizer_bytes, 0u);
+      check_resume(cfg, true, gpu);
+      if (!pin || nvme) continue;
+      check_resume(cfg, config(3), true, gpu);
+      check_resume(config(3), cfg, true, gpu);
+    }
+  }
+}
+
+// Parameters and optimizer in NVMe swap files (ZeRO-Infinity) on both engines.
+TEST(GpuZeroEngine, Stage3ParamNvmeMatchesCpuEngineAndResumes) {
+  ZT_REQUIRE_GPU();
+  for (bool bf16 : {false, true}) {
+    SCOPED_TRACE(std::string(bf16 ? "bf16" : "fp32") + ", offload_param and offload_optimizer nvme");
+    const Config cfg = param_nvme_config(bf16 ? bf16_config(3) : config(3));
+    if (bf16) {
+      check_bf16(cfg);
+      continue;
+    }
+    const Trained gpu = check_matches_cpu(cfg);
+    EXPECT_EQ(gpu.memory.param_bytes, 0u);
+    check_resume(cfg, true, gpu);
+    check_resume(cfg, config(3), true, gpu);
+  }
+}
+
+TEST(GpuZeroEngine, Bf16Stage3ParamOffloadMatchesCpuEngineAndResumes) {
+  ZT_REQUIRE_GPU();
+  SCOPED_TRACE("bf16, stage 3, offload_param and offload_optimizer cpu");
+  check_bf16(param_offload_config(offload_config(bf16_config(3), true), true));
 }
 
 TEST(GpuZeroEngine, Stage3MatchesCpuEngineAndResumes) {
@@ -615,8 +728,9 @@ namespace zt {
 namespace {
 
 std::string describe(const Config& cfg) {
-  return "stage " + std::to_string(cfg.zero.stage) + " offload " +
-         (cfg.zero.offload_optimizer.device == OffloadDevice::Cpu ? "cpu" : "none");
+  return "stage " + std::to_string(cfg.zero.stage) + " offload_optimizer " +
+         offload_device_name(cfg.zero.offload_optimizer.device) + " offload_param " +
+         offload_device_name(cfg.zero.offload_param.device);
 }
 
 // The harness of the tests above on the CPU engine (runs without a GPU): the export/import resume is exact there,
@@ -624,7 +738,10 @@ std::string describe(const Config& cfg) {
 TEST(GpuZeroEngineHarness, CpuEngineResumesExactly) {
   for (bool bf16 : {false, true}) {
     for (const Config& base :
-         {config(0), config(1), config(2), config(3), offload_config(1, true), offload_config(2, true)}) {
+         {config(0), config(1), config(2), config(3), offload_config(1, true), offload_config(2, true),
+          offload_config(3, true), nvme_config(config(2)), nvme_config(config(3)),
+          param_offload_config(offload_config(3, true), true), param_offload_config(nvme_config(config(3)), false),
+          param_nvme_config(config(3))}) {
       SCOPED_TRACE(std::string(bf16 ? "bf16, " : "fp32, ") + describe(base));
       Config cfg = base;
       cfg.bf16 = bf16;
@@ -657,7 +774,8 @@ TEST(GpuZeroEngineHarness, CpuStage3ResumesFromCpuStage1State) { check_stage3_re
 TEST(GpuZeroEngineHarness, Fp16ScaleOverflowsTheFirstStepThenTrains) {
   for (const Config& cfg : {fp16_config_overflowing_first_step(0), fp16_config_overflowing_first_step(1),
                             fp16_config_overflowing_first_step(3),
-                            offload_config(fp16_config_overflowing_first_step(1), true)}) {
+                            offload_config(fp16_config_overflowing_first_step(1), true),
+                            offload_config(fp16_config_overflowing_first_step(3), true)}) {
     SCOPED_TRACE(describe(cfg));
     const Trained run = train_fresh(cfg, false, kFp16Steps);
     EXPECT_TRUE(run.skipped[0]);

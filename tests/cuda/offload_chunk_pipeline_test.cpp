@@ -6,13 +6,17 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "engine/zero/cuda/host_memory_check.h"
 #include "engine/zero/cuda/host_offload_optimizer.h"
 #include "engine/zero/cuda/offload_chunk_pipeline.h"
+#include "../zero/nvme_test_config.h"
 #include "gpu_test_util.h"
 
 namespace zt {
@@ -234,6 +238,95 @@ TEST(OffloadChunkPipeline, ChunkedCpuAdamIsBitwiseTheWholePartitionStep) {
   }
 }
 
+using test::nvme_config;
+
+class NvmeChunkPipeline : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::string(ZT_BINARY_DIR) + "/nvme_chunk_pipeline_test";
+    std::filesystem::create_directories(dir_ + "/gpu");
+    std::filesystem::create_directories(dir_ + "/cpu");
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string dir_;
+};
+
+// offload_optimizer.device nvme on the GPU: the gradient chunks come down while NvmeOptimizerState streams the
+// swap files' sub-groups; the device ends up with bitwise the CPU path's NVMe update (the same class stepping over
+// the whole gradient in host memory), every element downloaded and uploaded once per step, and a sub-group updated
+// before its download landed would read the poisoned host gradient (NaN) and fail the comparison.
+TEST_F(NvmeChunkPipeline, DeviceGetsTheCpuPathsNvmeUpdateBitwise) {
+  const size_t group = 1024, n = group * 6 + 77;  // an odd last sub-group
+  const std::vector<DecayRange> ranges = {{0, 3000, true}, {3000, 3100, false}, {3500, n, true}};
+  offload::CpuAdamHyper hyper;
+  hyper.lr = 2e-3;
+  hyper.weight_decay = 0.1;
+  const std::vector<float> init = cuda::test::random_floats(n, 11, 0.1f);
+  for (int buffers : {2, 3, 5}) {
+    for (size_t lookahead : {size_t{1}, size_t{2}, size_t{8}}) {
+      SCOPED_TRACE("buffer_count " + std::to_string(buffers) + " lookahead " + std::to_string(lookahead));
+      NvmeOptimizerState gpu_side(nvme_config(dir_ + "/gpu", buffers, group), n, 0, init.data());
+      NvmeOptimizerState cpu_side(nvme_config(dir_ + "/cpu", buffers, group), n, 0, init.data());
+      std::vector<float> host_grads(n), device(n), ref(n), seen(n, 0.0f);
+      // Uploads leave from the host gradient buffer, where each updated sub-group's weights are put.
+      HostAdamPartition host;
+      host.n = n;
+      host.grads = host.master = host_grads.data();
+      FakeCopier copier(device, host, 13 + static_cast<uint32_t>(buffers));
+      for (int64_t step = 1; step <= 3; ++step) {
+        const std::vector<float> grads = cuda::test::random_floats(n, 300 + static_cast<uint32_t>(step));
+        cpu_side.step(grads.data(), ranges, hyper, step,
+                      [&](size_t b, size_t len, const float* m) { std::memcpy(ref.data() + b, m, len * 4); });
+        device = grads;
+        std::fill(host_grads.begin(), host_grads.end(), kPoison);
+        copier.reset_step();
+        size_t next = 0;
+        run_nvme_chunk_pipeline(gpu_side, lookahead, copier, host_grads.data(), ranges, hyper, step,
+                                [&](size_t b, size_t len, const float* m) {
+                                  EXPECT_EQ(b, next) << "sub-groups reach the sink in order";
+                                  next = b + len;
+                                  std::memcpy(seen.data() + b, m, len * 4);
+                                });
+        EXPECT_EQ(next, n);
+        EXPECT_TRUE(copier.finished());
+        copier.drain();
+        for (size_t i = 0; i < n; ++i) {
+          ASSERT_EQ(copier.downloads()[i], 1) << "element " << i;
+          ASSERT_EQ(copier.uploads()[i], 1) << "element " << i;
+        }
+        ASSERT_EQ(std::memcmp(device.data(), ref.data(), n * sizeof(float)), 0) << "step " << step;
+        ASSERT_EQ(std::memcmp(seen.data(), ref.data(), n * sizeof(float)), 0) << "step " << step;
+      }
+      std::vector<float> m_gpu(n), m_cpu(n);
+      gpu_side.read_state("exp_avg_sq", m_gpu.data());
+      cpu_side.read_state("exp_avg_sq", m_cpu.data());
+      EXPECT_EQ(std::memcmp(m_gpu.data(), m_cpu.data(), n * sizeof(float)), 0);
+    }
+  }
+}
+
+// A swap file deleted under the run stops the step with the CPU path's error naming the file.
+TEST_F(NvmeChunkPipeline, DeletedSwapFileIsANamedError) {
+  const size_t n = 5000;
+  const std::vector<float> init = cuda::test::random_floats(n, 3, 0.1f);
+  NvmeOptimizerState state(nvme_config(dir_ + "/gpu", 2, 1024), n, 0, init.data());
+  const std::string path = state.path("exp_avg");
+  std::filesystem::remove(path);
+  std::vector<float> host_grads(n), device = cuda::test::random_floats(n, 4);
+  HostAdamPartition host;
+  host.n = n;
+  host.grads = host.master = host_grads.data();
+  FakeCopier copier(device, host, 1);
+  try {
+    run_nvme_chunk_pipeline(state, 2, copier, host_grads.data(), {{0, n, true}}, offload::CpuAdamHyper{}, 1);
+    ADD_FAILURE() << "a deleted swap file must stop the step";
+  } catch (const RuntimeError& e) {
+    EXPECT_NE(std::string(e.what()).find(path + " was deleted while in use"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(run_nvme_chunk_pipeline(state, 0, copier, host_grads.data(), {}, offload::CpuAdamHyper{}, 1),
+               RuntimeError);
+}
+
 TEST(OffloadChunkPipeline, HostPartitionNamesItsStateAndRejectsTheRest) {
   HostBuffers host(8);
   EXPECT_EQ(host.part.state("master"), host.master.data());
@@ -248,6 +341,29 @@ TEST(OffloadChunkPipeline, HostPartitionNamesItsStateAndRejectsTheRest) {
   EXPECT_THROW(host.part.update(4, 9, offload::CpuAdamHyper{}, 1), RuntimeError);
 }
 
+// The host-memory check before the offload's allocations: MemAvailable read from a meminfo file, a request above it
+// refused with both sizes and the key, an unreadable file or a request that fits passing.
+TEST(HostMemoryCheck, RefusesWhatTheHostCannotGiveNamingTheSizes) {
+  const std::string path = std::string(ZT_BINARY_DIR) + "/host_memory_check_meminfo";
+  {
+    std::ofstream f(path);
+    f << "MemTotal:       131072000 kB\nMemFree:         1000 kB\nMemAvailable:   10485760 kB\n";
+  }
+  EXPECT_EQ(host_memory_available(path), int64_t{10485760} * 1024);
+  EXPECT_EQ(host_memory_available(path + "_missing"), 0);
+  std::filesystem::remove(path);
+  EXPECT_NO_THROW(check_host_memory(size_t{5} << 30, "x", int64_t{10} << 30));
+  EXPECT_NO_THROW(check_host_memory(size_t{50} << 30, "x", 0));  // unknown: not checked
+  try {
+    check_host_memory(size_t{48} << 30, "zero_optimization.offload_optimizer.device cpu", int64_t{10} << 30);
+    ADD_FAILURE() << "a request above MemAvailable must throw";
+  } catch (const RuntimeError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("zero_optimization.offload_optimizer.device cpu needs 48.0 GiB"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("only 10.0 GiB are available"), std::string::npos) << msg;
+  }
+}
+
 TEST(OffloadChunkPipeline, ChunkSizeIsSubGroupSizeCapped) {
   ZeroConfig z;
   EXPECT_EQ(offload_chunk_elems(z), kMaxOffloadChunk);  // the default 1e9
@@ -257,16 +373,25 @@ TEST(OffloadChunkPipeline, ChunkSizeIsSubGroupSizeCapped) {
   EXPECT_EQ(offload_chunk_elems(z), 1u);
 }
 
-// On a GPU: HostOffloadOptimizer's real copies (pinned and pageable host memory, many chunks) give bitwise the CPU
-// Adam's weights on the device and in its host state.
+// On a GPU: HostOffloadOptimizer's real copies (pinned and pageable host memory, many chunks; the state in host
+// memory and in NVMe swap files) give bitwise the CPU Adam's weights on the device and in its state; the sink sees
+// them on the host, and without upload the device partition keeps the gradient.
 TEST(HostOffloadOptimizerGpu, StepLeavesCpuAdamWeightsOnTheDevice) {
   ZT_REQUIRE_GPU();
   const size_t n = 100003;
   const std::vector<DecayRange> ranges = {{0, 60000, true}, {60000, 100003, false}};
   const std::vector<float> init = cuda::test::random_floats(n, 9, 0.1f);
-  for (bool pinned : {true, false}) {
-    SCOPED_TRACE(pinned ? "pinned" : "pageable");
+  const std::string dir = std::string(ZT_BINARY_DIR) + "/host_offload_optimizer_gpu_test";
+  std::filesystem::create_directories(dir);
+  for (int variant = 0; variant < 4; ++variant) {
+    const bool pinned = variant % 2 == 0, nvme = variant >= 2;
+    SCOPED_TRACE(std::string(pinned ? "pinned" : "pageable") + (nvme ? " nvme" : " cpu"));
     Config cfg;
+    if (nvme) {
+      cfg.zero.offload_optimizer.device = OffloadDevice::Nvme;
+      cfg.zero.offload_optimizer.nvme_path = dir;
+      cfg.zero.offload_optimizer.buffer_count = 3;
+    }
     cfg.optimizer.type = OptimizerType::AdamW;
     cfg.optimizer.weight_decay = 0.1;
     cfg.zero.sub_group_size = 4096;
@@ -285,17 +410,34 @@ TEST(HostOffloadOptimizerGpu, StepLeavesCpuAdamWeightsOnTheDevice) {
         // The gradient arrives on the compute stream, as the engine's does; the host waits before reusing it.
         ZT_CUDA_CHECK(cudaMemcpyAsync(partition.get(), grads.data(), n * sizeof(float), cudaMemcpyHostToDevice,
                                       stream));
-        opt.step(partition.get(), lr, step);
+        std::vector<float> seen(n, 0.0f);
+        opt.step(partition.get(), lr, step, [&](size_t b, size_t len, const float* master) {
+          std::memcpy(seen.data() + b, master, len * sizeof(float));
+        });
         ZT_CUDA_CHECK(cudaStreamSynchronize(stream));
+        EXPECT_EQ(std::memcmp(seen.data(), ref.data(), n * sizeof(float)), 0) << "step " << step;
       }
       const std::vector<float> on_device = partition.download();
       EXPECT_EQ(std::memcmp(on_device.data(), ref.data(), n * sizeof(float)), 0);
-      EXPECT_EQ(std::memcmp(opt.state("master"), ref.data(), n * sizeof(float)), 0);
-      EXPECT_EQ(std::memcmp(opt.state("exp_avg"), m.data(), n * sizeof(float)), 0);
-      EXPECT_EQ(std::memcmp(opt.state("exp_avg_sq"), v.data(), n * sizeof(float)), 0);
+      // Without upload the device partition is left as it was (offload_param reads the sink's host copy instead).
+      const std::vector<float> grads = cuda::test::random_floats(n, 250);
+      partition.upload(grads);
+      opt.step(partition.get(), 1e-3, 4, {}, /*upload=*/false);
+      ZT_CUDA_CHECK(cudaStreamSynchronize(stream));
+      EXPECT_EQ(std::memcmp(partition.download().data(), grads.data(), n * sizeof(float)), 0);
+      offload::cpu_adam_step(ref.data(), grads.data(), m.data(), v.data(), n,
+                             offload::cpu_adam_hyper(cfg.optimizer, 1e-3), 4, ranges);
+      std::vector<float> host(n);
+      opt.export_state("master", host.data());
+      EXPECT_EQ(std::memcmp(host.data(), ref.data(), n * sizeof(float)), 0);
+      opt.export_state("exp_avg", host.data());
+      EXPECT_EQ(std::memcmp(host.data(), m.data(), n * sizeof(float)), 0);
+      opt.export_state("exp_avg_sq", host.data());
+      EXPECT_EQ(std::memcmp(host.data(), v.data(), n * sizeof(float)), 0);
     }
     ZT_CUDA_CHECK(cudaStreamDestroy(stream));
   }
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -7,11 +7,16 @@ rank, stages 2 and 3 on two) and fp16 (stage 1, a loss scale that does not overf
 same. Stage 3 runs with no persistent unit and no reuse, so every unit is gathered and freed around each use. The
 same with the optimizer offloaded to the CPU (offload_optimizer.device "cpu", pinned, in chunks of 5000 elements) in
 fp32 at stage 1 on one rank and stage 2 on two, and in bf16 at stage 2 on two, against the CPU run with the same
-offload. The same with overlap_comm and buckets of 60000 elements (the final LayerNorm with the last block, each
-other block, the embeddings: several collectives issued during backward, one of them over two units) at stages 0, 1
-and 2 on two ranks in fp32 and at stage 2 in bf16. GPU runs stopped after 3 steps and resumed from their checkpoint
-(stages 1 and 3) must continue with the same losses, and so must a GPU run whose checkpoints go from offloaded to
-on-device optimizer state and back.
+offload. ZeRO-Infinity's cases the same way against the CPU with the same offload: the optimizer in NVMe swap files
+(fp32 at stage 2 on one rank and stage 3 on two), stage 3 with the optimizer in host memory (fp32 on one rank, bf16
+on two), and stage 3 with the parameters in host memory too (offload_param "cpu": fp32 and bf16 on one rank, fp32
+on two with the optimizer on NVMe), and stage 3 with parameters and optimizer on NVMe (fp32 on one rank, bf16 on
+two). The same with overlap_comm and buckets of 60000 elements (the final LayerNorm with the last block, each other
+block, the embeddings: several collectives issued during backward, one of them over two units) at stages 0, 1 and 2
+on two ranks in fp32 and at stage 2 in bf16. GPU runs stopped after 3 steps and resumed from their checkpoint
+(stages 1 and 3, and stage 3 with parameters and optimizer offloaded) must continue with the same losses, and so
+must GPU runs whose checkpoints go from offloaded to on-device optimizer state and back (stage 1; stage 3 through
+NVMe). A GPU run with the optimizer on NVMe whose master swap file is deleted mid-run must stop naming the file.
 These runs use the reference attention on the GPU (train.attention "reference", the CPU model's); then, each against
 the CPU run of the same config to the same tolerances: activation checkpointing (stage 0 on one rank, stage 3 on
 two), SGD with momentum and weight decay (stage 1 on one rank, stage 3 on two), and flash attention on the GPU only
@@ -19,10 +24,11 @@ two), SGD with momentum and weight decay (stage 1 on one rank, stage 3 on two), 
 
 Without a GPU (or without CUDA in the build) it checks instead that `train.device=cuda` is refused cleanly (usage
 exit code, the message names train.device, also with bf16, bf16 plus optimizer offload at stage 2, bf16 at stage 3,
-and bf16 with activation checkpointing, with SGD at stage 3 and with train.attention "flash", which the GPU path
-takes), then reports itself skipped ("no GPU", exit code 77, ctest's SKIP_RETURN_CODE). That configs the GPU path
-does not support (offload_param, optimizer offload to nvme, optimizer offload at stage 3) are refused at parse time,
-naming the keys, is checked everywhere."""
+bf16 at stage 3 with parameters and optimizer offloaded, bf16 with the optimizer on NVMe at stage 2, bf16 with
+activation checkpointing, with SGD at stage 3 and with train.attention "flash", which the GPU path takes), then
+reports itself skipped ("no GPU", exit code 77, ctest's SKIP_RETURN_CODE). That configs the GPU path does not
+support (offload_param without offload_optimizer, partial optimizer offload, SGD with optimizer offload) are refused
+at parse time, naming the keys, is checked everywhere."""
 import argparse
 import json
 import os
@@ -30,6 +36,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
 from zt_testlib import step_records  # noqa: E402
@@ -41,6 +48,11 @@ SKIP = 77
 # The optimizer's partition and Adam state in pinned host memory; on the GPU the step moves it in several chunks.
 OFFLOAD = ["zero_optimization.offload_optimizer.device=cpu", "zero_optimization.offload_optimizer.pin_memory=true",
            "zero_optimization.sub_group_size=5000"]
+# ZeRO-Infinity: the optimizer state in NVMe swap files (the directory is filled in by main), three buffer sets.
+NVME = ["zero_optimization.offload_optimizer.device=nvme", "zero_optimization.offload_optimizer.buffer_count=3",
+        "zero_optimization.sub_group_size=5000"]
+# Stage 3's parameter partition in pinned host memory too.
+PARAM = ["zero_optimization.offload_param.device=cpu", "zero_optimization.offload_param.pin_memory=true"]
 # Stage 3 with every unit gathered before and freed after each use (this model's units are below the default
 # persistence threshold, and the default reuse distance would keep them all).
 STAGE3_GATHER_EVERY_USE = ["zero_optimization.stage3_param_persistence_threshold=0",
@@ -112,6 +124,43 @@ def compare(what, got, ref, steps, failures, tol=REL_TOL):
             print(f"{what}: step {s} gpu {g:.9g} cpu {r:.9g}")
 
 
+def deleted_swap_file(zt, config, tmp, failures, device="cuda"):
+    """A GPU run with the optimizer on NVMe whose master swap file is deleted after 2 steps must stop naming it, as
+    the CPU path does (offload/io_file.cpp), and leave no swap file behind."""
+    nvme_dir = os.path.join(tmp, f"nvme_fault_{device}")
+    os.makedirs(nvme_dir)
+    out = os.path.join(tmp, f"{device}_nvme_fault")
+    cmd = [zt, "--config", config, f"train.save_dir={out}", f"train.device={device}", "zero_optimization.stage=2",
+           "train.max_steps=100000"] + NVME + [f"zero_optimization.offload_optimizer.nvme_path={nvme_dir}"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         env=dict(os.environ, OMP_NUM_THREADS="1"))
+    deleted, deadline = None, time.time() + 120
+    metrics = os.path.join(out, "metrics.jsonl")
+    while deleted is None and time.time() < deadline and p.poll() is None:
+        files = sorted(f for f in os.listdir(nvme_dir) if "_rank0_master_" in f)
+        steps = open(metrics).read().count('"type":"step"') if os.path.exists(metrics) else 0
+        if files and steps >= 2:
+            deleted = os.path.join(nvme_dir, files[0])
+            os.unlink(deleted)
+        time.sleep(0.05)
+    try:
+        text, _ = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        text, _ = p.communicate()
+        failures.append("a deleted swap file on the GPU did not stop the run within 60 s")
+        return
+    if deleted is None:
+        failures.append(f"{' '.join(cmd)}: the master swap file was not found after 2 steps: {text[-1500:]}")
+    elif p.returncode == 0 or f"swap file {deleted} was deleted while in use" not in text:
+        failures.append(f"a deleted swap file on the GPU: expected a failure naming {deleted}, got rc "
+                        f"{p.returncode}: {text[-1500:]}")
+    elif os.listdir(nvme_dir):
+        failures.append(f"a deleted swap file on the GPU left swap files behind: {os.listdir(nvme_dir)}")
+    else:
+        print(f"deleted swap file: the GPU run stopped naming {deleted}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build-dir", required=True)
@@ -120,22 +169,32 @@ def main():
     zt = os.path.join(args.build_dir, "zerotrain")
     failures = []
     with tempfile.TemporaryDirectory() as tmp:
+        nvme_dir = os.path.join(tmp, "nvme")
+        os.makedirs(nvme_dir)
+        nvme = NVME + [f"zero_optimization.offload_optimizer.nvme_path={nvme_dir}"]
+        param_on_nvme = ["zero_optimization.offload_param.device=nvme",
+                         f"zero_optimization.offload_param.nvme_path={nvme_dir}"]
+        offloads = {"": [], "cpu": OFFLOAD, "nvme": nvme, "param": OFFLOAD + PARAM, "param_nvme": nvme + PARAM,
+                    "all_nvme": nvme + param_on_nvme}
+        described = {"": "", "cpu": ", optimizer offloaded", "nvme": ", optimizer on NVMe",
+                     "param": ", parameters and optimizer offloaded",
+                     "param_nvme": ", parameters offloaded and optimizer on NVMe",
+                     "all_nvme": ", parameters and optimizer on NVMe"}
         shard = os.path.join(tmp, "train_000000.bin")
         write_shard(shard, 40000, 7)
         config = os.path.join(tmp, "config.json")
         with open(config, "w") as f:
             json.dump(base_config(shard), f)
 
-        # Refused at parse time on every machine: parameter offload, optimizer offload to nvme, and optimizer
-        # offload at stage 3 (the GPU's stage-3 engine keeps its optimizer state on the device) are not on the GPU
-        # path.
+        # Refused at parse time on every machine: parameter offload to nvme, parameter offload without the
+        # optimizer's, and partial optimizer offload are not on the GPU path.
         refused = [(["zero_optimization.stage=3", "zero_optimization.offload_param.device=cpu"],
-                    "zero_optimization.offload_param.device (cpu)"),
-                   (["zero_optimization.stage=1", "zero_optimization.offload_optimizer.device=nvme",
-                     f"zero_optimization.offload_optimizer.nvme_path={tmp}"],
-                    "zero_optimization.offload_optimizer.device (nvme)"),
-                   (["zero_optimization.stage=3", "zero_optimization.offload_optimizer.device=cpu"],
-                    "zero_optimization.offload_optimizer.device (cpu) at zero_optimization.stage 3")]
+                    "zero_optimization.offload_param.device (cpu) without zero_optimization.offload_optimizer"),
+                   (["zero_optimization.stage=3", "zero_optimization.offload_param.device=nvme",
+                     f"zero_optimization.offload_param.nvme_path={tmp}"],
+                    "zero_optimization.offload_param.device (nvme) without zero_optimization.offload_optimizer"),
+                   (["zero_optimization.stage=3", "zero_optimization.offload_optimizer.ratio=0.5"] + OFFLOAD,
+                    "zero_optimization.offload_optimizer.ratio (0.5)")]
         for overrides, key in refused:
             cmd, p = run(zt, config, os.path.join(tmp, "refused"), ["train.device=cuda"] + overrides)
             if p.returncode != 2 or "train.device" not in p.stderr or key not in p.stderr:
@@ -152,6 +211,9 @@ def main():
             # GPU path and meets the same missing GPU.
             for what, extra in (("bf16", []), ("bf16 with optimizer offload", ["zero_optimization.stage=2"] + OFFLOAD),
                                 ("bf16 at stage 3", ["zero_optimization.stage=3"]),
+                                ("bf16 at stage 3 with parameter and optimizer offload",
+                                 ["zero_optimization.stage=3"] + OFFLOAD + PARAM),
+                                ("bf16 at stage 2 with the optimizer on NVMe", ["zero_optimization.stage=2"] + nvme),
                                 ("bf16 with activation checkpointing", CHECKPOINTING),
                                 ("bf16 with SGD at stage 3", ["zero_optimization.stage=3"] + SGD),
                                 ("bf16 with flash attention", FLASH)):
@@ -178,30 +240,32 @@ def main():
         # gradients.
         precisions = {"fp32": [], "bf16": ["bf16.enabled=true"],
                       "fp16": ["fp16.enabled=true", "fp16.initial_scale_power=8"]}
-        cases = [("fp32", 0, 1, False), ("fp32", 1, 1, False), ("fp32", 2, 1, False), ("fp32", 3, 1, False),
-                 ("fp32", 0, 2, False), ("fp32", 2, 2, False), ("fp32", 3, 2, False), ("bf16", 0, 1, False),
-                 ("bf16", 1, 1, False), ("bf16", 2, 1, False), ("bf16", 3, 1, False), ("bf16", 2, 2, False),
-                 ("bf16", 3, 2, False), ("fp16", 1, 1, False), ("fp32", 1, 1, True), ("fp32", 2, 2, True),
-                 ("bf16", 2, 2, True)]
+        cases = [("fp32", 0, 1, ""), ("fp32", 1, 1, ""), ("fp32", 2, 1, ""), ("fp32", 3, 1, ""),
+                 ("fp32", 0, 2, ""), ("fp32", 2, 2, ""), ("fp32", 3, 2, ""), ("bf16", 0, 1, ""),
+                 ("bf16", 1, 1, ""), ("bf16", 2, 1, ""), ("bf16", 3, 1, ""), ("bf16", 2, 2, ""),
+                 ("bf16", 3, 2, ""), ("fp16", 1, 1, ""), ("fp32", 1, 1, "cpu"), ("fp32", 2, 2, "cpu"),
+                 ("bf16", 2, 2, "cpu"), ("fp32", 2, 1, "nvme"), ("fp32", 3, 2, "nvme"), ("fp32", 3, 1, "cpu"),
+                 ("bf16", 3, 2, "cpu"), ("fp32", 3, 1, "param"), ("bf16", 3, 1, "param"),
+                 ("fp32", 3, 2, "param_nvme"), ("fp32", 3, 1, "all_nvme"), ("bf16", 3, 2, "all_nvme")]
         # (precision, stage, ranks, offload, feature): feature is "" or a key of `features`, whose first list goes to
         # both runs and whose second to the GPU run only.
         features = {"": ([], []), "buckets": (OVERLAPPED_BUCKETS, []), "checkpointing": (CHECKPOINTING, []),
                     "SGD": (SGD, []), "flash": ([], FLASH)}
         cases = [c + ("",) for c in cases] + [
-            ("fp32", 0, 2, False, "buckets"), ("fp32", 1, 2, False, "buckets"),
-            ("fp32", 2, 2, False, "buckets"), ("bf16", 2, 2, False, "buckets"),
-            ("fp32", 0, 1, False, "checkpointing"), ("fp32", 3, 2, False, "checkpointing"),
-            ("fp32", 1, 1, False, "SGD"), ("fp32", 3, 2, False, "SGD"),
-            ("fp32", 1, 1, False, "flash"), ("bf16", 3, 2, False, "flash")]
+            ("fp32", 0, 2, "", "buckets"), ("fp32", 1, 2, "", "buckets"),
+            ("fp32", 2, 2, "", "buckets"), ("bf16", 2, 2, "", "buckets"),
+            ("fp32", 0, 1, "", "checkpointing"), ("fp32", 3, 2, "", "checkpointing"),
+            ("fp32", 1, 1, "", "SGD"), ("fp32", 3, 2, "", "SGD"),
+            ("fp32", 1, 1, "", "flash"), ("bf16", 3, 2, "", "flash")]
         for precision, stage, nproc, offload, feature in cases:
-            name = f"{precision}_s{stage}_n{nproc}" + ("_offload" if offload else "") + \
+            name = f"{precision}_s{stage}_n{nproc}" + (f"_{offload}" if offload else "") + \
                 (f"_{feature}" if feature else "")
             ref_dir, gpu_dir = (os.path.join(tmp, f"{dev}_{name}") for dev in ("cpu", "cuda"))
             results, skips = {}, {}
             both, gpu_only = features[feature]
             for dev, d in (("cpu", ref_dir), ("cuda", gpu_dir)):
                 cmd, p = run(zt, config, d, [f"train.device={dev}", f"zero_optimization.stage={stage}"] +
-                             precisions[precision] + (OFFLOAD if offload else []) +
+                             precisions[precision] + offloads[offload] +
                              (STAGE3_GATHER_EVERY_USE if stage == 3 else []) + both +
                              (gpu_only if dev == "cuda" else []), nproc)
                 if p.returncode != 0:
@@ -210,7 +274,7 @@ def main():
                 results[dev] = losses(d)
                 skips[dev] = skipped_steps(d)
             if len(results) == 2:
-                what = f"{precision} stage {stage}, {nproc} rank(s)" + (", optimizer offloaded" if offload else "") + \
+                what = f"{precision} stage {stage}, {nproc} rank(s)" + described[offload] + \
                     (f", {feature}" if feature else "")
                 compare(what, results["cuda"], results["cpu"], range(1, STEPS + 1), failures,
                         REL_TOL if precision == "fp32" else REL_TOL_16BIT)
@@ -225,7 +289,13 @@ def main():
                    ("resumed at step 3 (stage 3)", "cuda_resume_s3", 3, stop_and_resume),
                    ("resumed offloaded -> on the device -> offloaded (stage 1)", "cuda_resume_offload", 1,
                     [OFFLOAD + ["train.max_steps=2"], ["train.max_steps=4", "train.resume=latest"],
-                     OFFLOAD + ["train.resume=latest"]])]
+                     OFFLOAD + ["train.resume=latest"]]),
+                   ("resumed at step 3 (stage 3, parameters and optimizer offloaded)", "cuda_resume_s3_param", 3,
+                    [OFFLOAD + PARAM + ["train.max_steps=3"], OFFLOAD + PARAM + ["train.resume=latest"]]),
+                   ("resumed on NVMe -> on the device -> parameters and optimizer offloaded (stage 3)",
+                    "cuda_resume_s3_nvme", 3,
+                    [nvme + ["train.max_steps=2"], ["train.max_steps=4", "train.resume=latest"],
+                     OFFLOAD + PARAM + ["train.resume=latest"]])]
         for what, dirname, stage, runs in resumes:
             resume_dir = os.path.join(tmp, dirname)
             extra_stage = [f"zero_optimization.stage={stage}"] + (STAGE3_GATHER_EVERY_USE if stage == 3 else [])
@@ -239,6 +309,7 @@ def main():
             if ok:
                 compare(what, losses(resume_dir), losses(os.path.join(tmp, f"cpu_fp32_s{stage}_n1")),
                         range(1, STEPS + 1), failures)
+        deleted_swap_file(zt, config, tmp, failures)
     for f in failures:
         print("FAIL:", f, file=sys.stderr)
     return 1 if failures else 0

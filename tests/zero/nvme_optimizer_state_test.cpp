@@ -11,21 +11,14 @@
 
 #include "engine/base/error.h"
 #include "engine/zero/nvme_optimizer_state.h"
+#include "nvme_test_config.h"
 
 namespace zt {
 namespace {
 
 using Event = NvmeOptimizerState::PipelineEvent;
 
-Config nvme_config(const std::string& dir, int buffer_count, int64_t sub_group) {
-  Config cfg;
-  cfg.zero.stage = 3;
-  cfg.zero.sub_group_size = sub_group;
-  cfg.zero.offload_optimizer.device = OffloadDevice::Nvme;
-  cfg.zero.offload_optimizer.nvme_path = dir;
-  cfg.zero.offload_optimizer.buffer_count = buffer_count;
-  return cfg;
-}
+using test::nvme_config;
 
 // Position of the first event of kind k for sub-group g; -1 when absent.
 long position(const std::vector<Event>& ev, Event::Kind k, size_t g) {

@@ -67,8 +67,8 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
     if (stage_ > 2) throw RuntimeError("the GPU engine runs ZeRO stages 0-2, not stage " + std::to_string(stage_));
     check_gpu_engine_args(cfg, n_, *model_, storage_of<S>(), world_, device_pg_);
     const ZeroConfig& z = cfg.zero;
-    if (z.offload_optimizer.device == OffloadDevice::Nvme || z.offload_param.device != OffloadDevice::None)
-      throw RuntimeError("the GPU engine offloads only the optimizer, and only to cpu (not nvme, not offload_param)");
+    if (z.offload_param.device != OffloadDevice::None)
+      throw RuntimeError("the GPU engine at stages 0-2 offloads only the optimizer (offload_param is stage 3's)");
     decoupled_ = cfg.optimizer.type == OptimizerType::AdamW || cfg.optimizer.adam_w_mode;
     state_n_ = partitioned_ ? map_.partition_numel() : n_;
     ranges_ = partitioned_ ? map_.decay_ranges(layout.params(), rank_) : full_decay_ranges(layout);
@@ -77,8 +77,9 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
     if (stage_ == 2) model_->drop_full_grads();  // before the buffers below, which may reuse its memory
 
     // Every device buffer of the step is taken here, from the model's caching allocator: a step allocates nothing.
-    // With the optimizer offloaded (stages 1-2) the master partition and Adam's state live in host memory instead.
-    const bool offload = partitioned_ && cfg.zero.offload_optimizer.device == OffloadDevice::Cpu;
+    // With the optimizer offloaded (stages 1-2) the master partition and Adam's state live in host memory (cpu) or
+    // in swap files (nvme) instead.
+    const bool offload = partitioned_ && cfg.zero.offload_optimizer.device != OffloadDevice::None;
     if (!offload) {
       exp_avg_ = take<float>(state_n_);  // SGD: the momentum buffer
       ZT_CUDA_CHECK(cudaMemsetAsync(exp_avg_, 0, state_n_ * sizeof(float), stream_));
@@ -219,8 +220,10 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
       download(out, master_, n_);
       return;
     }
-    if (offload_) {  // the master partitions are in host memory: gathered over the host group
-      allgather_partition(map_, host_pg_, offload_->state("master"), out,
+    if (offload_) {  // the master partitions are on the host: gathered over the host group
+      std::vector<float> master(state_n_);
+      offload_->export_state("master", master.data());
+      allgather_partition(map_, host_pg_, master.data(), out,
                           static_cast<size_t>(std::max<int64_t>(cfg_.zero.allgather_bucket_size, 1)), gather_scratch_);
       return;
     }
@@ -243,7 +246,7 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
 
   void export_partition(const std::string& name, float* partition) override {
     if (offload_) {
-      std::memcpy(partition, offload_->state(name), state_n_ * sizeof(float));
+      offload_->export_state(name, partition);
       return;
     }
     const float* src = state_buffer(name);
@@ -258,7 +261,9 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
 
   void import_full(const std::string& name, const float* flat) override {
     if (offload_) {  // into the host partition; the model's weights as below
-      map_.flat_to_partition(flat, offload_->state(name), rank_);
+      std::vector<float> part(state_n_);
+      map_.flat_to_partition(flat, part.data(), rank_);
+      offload_->import_state(name, part.data());
       if (name == "master") model_->upload_params(flat);
       return;
     }

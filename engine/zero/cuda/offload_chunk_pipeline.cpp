@@ -1,6 +1,7 @@
 #include "engine/zero/cuda/offload_chunk_pipeline.h"
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 
 #include "engine/base/error.h"
@@ -22,6 +23,29 @@ void run_chunk_pipeline(const ChunkSplit& split, size_t lookahead, ChunkCopier& 
     update(split.begin(k), split.end(k));
     copier.queue_upload(k, split.begin(k), split.end(k));
   }
+  copier.finish();
+}
+
+void run_nvme_chunk_pipeline(NvmeOptimizerState& state, size_t lookahead, ChunkCopier& copier, float* host_grads,
+                             const std::vector<DecayRange>& ranges, const offload::CpuAdamHyper& hyper, int64_t step,
+                             const MasterSink& updated) {
+  if (lookahead == 0) throw RuntimeError("offload chunk pipeline: lookahead must be at least 1 chunk");
+  const ChunkSplit split{state.size(), state.sub_group_elements()};
+  const size_t count = split.count();
+  size_t queued = 0;  // downloads queued so far: chunks [0, queued)
+  // Before sub-group k is updated (its state read), the downloads up to k + lookahead are on the stream.
+  auto ready = [&](size_t begin, size_t) {
+    const size_t k = begin / split.chunk;
+    for (const size_t last = std::min(count, k + 1 + lookahead); queued < last; ++queued)
+      copier.queue_download(queued, split.begin(queued), split.end(queued));
+    copier.wait_download(k);
+  };
+  auto upload = [&](size_t begin, size_t len, const float* master) {
+    if (updated) updated(begin, len, master);
+    std::memcpy(host_grads + begin, master, len * sizeof(float));
+    copier.queue_upload(begin / split.chunk, begin, begin + len);
+  };
+  state.step(host_grads, ranges, hyper, step, upload, ready);
   copier.finish();
 }
 

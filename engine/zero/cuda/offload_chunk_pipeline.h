@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "engine/optim/optimizer.h"  // DecayRange
+#include "engine/zero/nvme_optimizer_state.h"
 #include "offload/cpu_adam.h"
 
 namespace zt {
@@ -45,6 +46,17 @@ struct ChunkSplit {
 // Every element is downloaded, updated and uploaded exactly once. Throws RuntimeError for chunk 0 or lookahead 0.
 void run_chunk_pipeline(const ChunkSplit& split, size_t lookahead, ChunkCopier& copier,
                         const std::function<void(size_t begin, size_t end)>& update);
+
+// The same step with the optimizer state in NVMe swap files (offload_optimizer.device nvme): the chunks are the
+// swap files' sub-groups, whose state NvmeOptimizerState streams through its buffer sets while the gradient chunks
+// come down from the device (queued `lookahead` chunks ahead of the sub-group being updated, each waited for only
+// once its state has been read). host_grads (the partition's n floats) receives the downloads; once a sub-group is
+// updated its gradient slot is free, so its new weights are copied there and uploaded from there. updated (if
+// given) sees each updated sub-group first. Errors of the swap files (a deleted file, a full disk) propagate as
+// NvmeOptimizerState raises them; copies already queued are the caller's to drain.
+void run_nvme_chunk_pipeline(NvmeOptimizerState& state, size_t lookahead, ChunkCopier& copier, float* host_grads,
+                             const std::vector<DecayRange>& ranges, const offload::CpuAdamHyper& hyper, int64_t step,
+                             const MasterSink& updated = {});
 
 // The host side of the offloaded step: the rank's fp32 master partition, Adam's moments and the buffer its gradient
 // is downloaded into, n floats each, in memory the caller owns (pinned on the GPU path).
