@@ -28,14 +28,21 @@ bf16 at stage 3 with parameters and optimizer offloaded, bf16 with the optimizer
 activation checkpointing, with SGD at stage 3 and with train.attention "flash", which the GPU path takes), then
 reports itself skipped ("no GPU", exit code 77, ctest's SKIP_RETURN_CODE). That configs the GPU path does not
 support (offload_param without offload_optimizer, partial optimizer offload, SGD with optimizer offload) are refused
-at parse time, naming the keys, is checked everywhere."""
+at parse time, naming the keys, is checked everywhere.
+
+Cases (a CPU and a GPU run each) and resumes go --jobs at a time, each multi-rank run on a port of its own and each
+NVMe run in a directory of its own. --self-check runs the GPU side on the CPU instead (without its GPU-only settings):
+ctest runs it that way too (py.train.gpu_train_parity_selfcheck), so a broken case shows up without a GPU."""
 import argparse
+import concurrent.futures
+import itertools
 import json
 import os
 import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
@@ -95,10 +102,17 @@ def base_config(shard):
     }
 
 
+# Runs go in parallel (--jobs): each multi-rank run rendezvouses on a port of its own.
+_ports = itertools.count(20000 + os.getpid() % 30000)
+_ports_lock = threading.Lock()
+
+
 def run(zt, config_path, save_dir, overrides, nproc=1):
     cmd = [zt, "--config", config_path, f"train.save_dir={save_dir}"] + overrides
     if nproc > 1:
-        cmd += ["--nproc_per_node", str(nproc)]
+        with _ports_lock:
+            port = next(_ports)
+        cmd += ["--nproc_per_node", str(nproc), "--master_port", str(port)]
     env = dict(os.environ, NVIDIA_TF32_OVERRIDE="0", OMP_NUM_THREADS="1")
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     return cmd, p
@@ -165,17 +179,29 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build-dir", required=True)
     ap.add_argument("--source-dir", required=True)
+    ap.add_argument("--jobs", type=int, default=max(1, min(8, (os.cpu_count() or 2) // 2)),
+                    help="cases run at the same time (each a CPU and a GPU run; a GPU takes several tiny runs)")
+    ap.add_argument("--self-check", action="store_true",
+                    help="run the 'GPU' side on the CPU too (without its GPU-only settings): checks this script's "
+                         "cases, overrides and comparisons on a machine without a GPU; says nothing of the GPU")
     args = ap.parse_args()
+    gpu = "cpu" if args.self_check else "cuda"
     zt = os.path.join(args.build_dir, "zerotrain")
     failures = []
     with tempfile.TemporaryDirectory() as tmp:
-        nvme_dir = os.path.join(tmp, "nvme")
-        os.makedirs(nvme_dir)
-        nvme = NVME + [f"zero_optimization.offload_optimizer.nvme_path={nvme_dir}"]
-        param_on_nvme = ["zero_optimization.offload_param.device=nvme",
-                         f"zero_optimization.offload_param.nvme_path={nvme_dir}"]
-        offloads = {"": [], "cpu": OFFLOAD, "nvme": nvme, "param": OFFLOAD + PARAM, "param_nvme": nvme + PARAM,
-                    "all_nvme": nvme + param_on_nvme}
+        # Every run that swaps to NVMe gets a directory of its own, as runs go in parallel.
+        nvme_dirs = itertools.count()
+
+        def nvme_only(optimizer=True, param=False):
+            d = os.path.join(tmp, f"nvme_{next(nvme_dirs)}")
+            os.makedirs(d)
+            return ((NVME + [f"zero_optimization.offload_optimizer.nvme_path={d}"] if optimizer else []) +
+                    (["zero_optimization.offload_param.device=nvme", f"zero_optimization.offload_param.nvme_path={d}"]
+                     if param else []))
+
+        offloads = {"": lambda: [], "cpu": lambda: OFFLOAD, "nvme": nvme_only, "param": lambda: OFFLOAD + PARAM,
+                    "param_nvme": lambda: nvme_only() + PARAM, "all_nvme": lambda: nvme_only(param=True)}
+        nvme = nvme_only()
         described = {"": "", "cpu": ", optimizer offloaded", "nvme": ", optimizer on NVMe",
                      "param": ", parameters and optimizer offloaded",
                      "param_nvme": ", parameters offloaded and optimizer on NVMe",
@@ -201,7 +227,7 @@ def main():
                 failures.append(f"{' '.join(cmd)}: expected exit 2 naming train.device and {key}, got "
                                 f"{p.returncode}: {p.stderr[-1500:]}")
 
-        cmd, p = run(zt, config, os.path.join(tmp, "probe"), ["train.device=cuda", "train.max_steps=1"])
+        cmd, p = run(zt, config, os.path.join(tmp, "probe"), [f"train.device={gpu}", "train.max_steps=1"])
         no_gpu = "no GPU is visible" in p.stderr or "built without CUDA" in p.stderr
         if no_gpu:
             if p.returncode != 2 or "train.device" not in p.stderr:
@@ -257,29 +283,39 @@ def main():
             ("fp32", 0, 1, "", "checkpointing"), ("fp32", 3, 2, "", "checkpointing"),
             ("fp32", 1, 1, "", "SGD"), ("fp32", 3, 2, "", "SGD"),
             ("fp32", 1, 1, "", "flash"), ("bf16", 3, 2, "", "flash")]
-        for precision, stage, nproc, offload, feature in cases:
+        def run_case(case):
+            """One case's CPU and GPU runs; its failures, in a list of its own (cases run in parallel)."""
+            precision, stage, nproc, offload, feature = case
+            fails = []
             name = f"{precision}_s{stage}_n{nproc}" + (f"_{offload}" if offload else "") + \
                 (f"_{feature}" if feature else "")
-            ref_dir, gpu_dir = (os.path.join(tmp, f"{dev}_{name}") for dev in ("cpu", "cuda"))
             results, skips = {}, {}
             both, gpu_only = features[feature]
-            for dev, d in (("cpu", ref_dir), ("cuda", gpu_dir)):
+            for side, dev in (("cpu", "cpu"), ("cuda", gpu)):
+                d = os.path.join(tmp, f"{side}_{name}")
                 cmd, p = run(zt, config, d, [f"train.device={dev}", f"zero_optimization.stage={stage}"] +
-                             precisions[precision] + offloads[offload] +
+                             precisions[precision] + offloads[offload]() +
                              (STAGE3_GATHER_EVERY_USE if stage == 3 else []) + both +
                              (gpu_only if dev == "cuda" else []), nproc)
                 if p.returncode != 0:
-                    failures.append(f"{' '.join(cmd)} exited {p.returncode}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+                    fails.append(f"{' '.join(cmd)} exited {p.returncode}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
                     break
-                results[dev] = losses(d)
-                skips[dev] = skipped_steps(d)
+                results[side] = losses(d)
+                skips[side] = skipped_steps(d)
             if len(results) == 2:
                 what = f"{precision} stage {stage}, {nproc} rank(s)" + described[offload] + \
                     (f", {feature}" if feature else "")
-                compare(what, results["cuda"], results["cpu"], range(1, STEPS + 1), failures,
+                compare(what, results["cuda"], results["cpu"], range(1, STEPS + 1), fails,
                         REL_TOL if precision == "fp32" else REL_TOL_16BIT)
                 if skips["cuda"] != skips["cpu"]:
-                    failures.append(f"{what}: skipped steps {skips['cuda']} on the GPU, {skips['cpu']} on the CPU")
+                    fails.append(f"{what}: skipped steps {skips['cuda']} on the GPU, {skips['cpu']} on the CPU")
+            return fails
+
+        started = time.time()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            for fails in pool.map(run_case, cases):
+                failures.extend(fails)
+        print(f"{len(cases)} cases in {time.time() - started:.0f} s with {args.jobs} at a time")
 
         # Resume on the GPU: 3 steps, then from that checkpoint to 5; steps 4-5 as the CPU's uninterrupted run.
         # Then across offload settings at stage 1: 2 steps offloaded, to 4 with the state on the device, to 5
@@ -296,20 +332,24 @@ def main():
                     "cuda_resume_s3_nvme", 3,
                     [nvme + ["train.max_steps=2"], ["train.max_steps=4", "train.resume=latest"],
                      OFFLOAD + PARAM + ["train.resume=latest"]])]
-        for what, dirname, stage, runs in resumes:
+        def run_resume(resume):
+            what, dirname, stage, runs = resume
+            fails = []
             resume_dir = os.path.join(tmp, dirname)
             extra_stage = [f"zero_optimization.stage={stage}"] + (STAGE3_GATHER_EVERY_USE if stage == 3 else [])
-            ok = True
             for extra in runs:
-                cmd, p = run(zt, config, resume_dir, ["train.device=cuda"] + extra_stage + extra)
+                cmd, p = run(zt, config, resume_dir, [f"train.device={gpu}"] + extra_stage + extra)
                 if p.returncode != 0:
-                    failures.append(f"{' '.join(cmd)} exited {p.returncode}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
-                    ok = False
-                    break
-            if ok:
-                compare(what, losses(resume_dir), losses(os.path.join(tmp, f"cpu_fp32_s{stage}_n1")),
-                        range(1, STEPS + 1), failures)
-        deleted_swap_file(zt, config, tmp, failures)
+                    fails.append(f"{' '.join(cmd)} exited {p.returncode}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+                    return fails
+            compare(what, losses(resume_dir), losses(os.path.join(tmp, f"cpu_fp32_s{stage}_n1")),
+                    range(1, STEPS + 1), fails)
+            return fails
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            for fails in pool.map(run_resume, resumes):
+                failures.extend(fails)
+        deleted_swap_file(zt, config, tmp, failures, device=gpu)
     for f in failures:
         print("FAIL:", f, file=sys.stderr)
     return 1 if failures else 0
