@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "engine/zero/cuda/host_memory_check.h"
 #include "engine/zero/cuda/host_offload_optimizer.h"
 #include "engine/zero/cuda/offload_chunk_pipeline.h"
@@ -243,7 +245,10 @@ using test::nvme_config;
 class NvmeChunkPipeline : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::string(ZT_BINARY_DIR) + "/nvme_chunk_pipeline_test";
+    // ctest runs each test in a process of its own, several at once: a directory per test and process, so that one
+    // test's TearDown does not remove another's swap files.
+    dir_ = std::string(ZT_BINARY_DIR) + "/nvme_chunk_pipeline_test_" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name() + "_" + std::to_string(::getpid());
     std::filesystem::create_directories(dir_ + "/gpu");
     std::filesystem::create_directories(dir_ + "/cpu");
   }

@@ -7,7 +7,10 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include "engine/base/error.h"
 #include "engine/zero/nvme_optimizer_state.h"
@@ -30,7 +33,9 @@ long position(const std::vector<Event>& ev, Event::Kind k, size_t g) {
 class NvmeOptimizerStateTest : public ::testing::TestWithParam<int> {
  protected:
   void SetUp() override {
-    dir_ = std::string(ZT_BINARY_DIR) + "/nvme_optimizer_state_test_" + std::to_string(GetParam());
+    // A directory per test and process: ctest runs the tests in parallel processes, and two tests share a buffer count.
+    dir_ = std::string(ZT_BINARY_DIR) + "/nvme_optimizer_state_test_" + std::to_string(GetParam()) + "_" +
+           std::to_string(::getpid());
     std::filesystem::create_directories(dir_);
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
