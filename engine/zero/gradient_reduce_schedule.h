@@ -2,7 +2,8 @@
 // When the GPU engine (stages 0-2) reduces gradients during backward: units are grouped into buckets of about
 // reduce_bucket_size elements in the order backward completes them (as the CPU GradientBucketer fills its buckets),
 // a bucket's collective is launched as soon as the last of its units is complete, and every launched bucket is
-// completed (its result made usable) at the end of the micro-batch, or right after its launch without overlap_comm.
+// completed (its result made usable) at the end of the micro-batch, or right after its launch without overlap_comm,
+// or when buckets share a few staging slots (stage 2) as soon as the next bucket of its slot claims it.
 // The buffers and collectives are a BucketReducer's; this class only decides the order, in plain C++, so that the
 // order is tested on the CPU against a fake.
 #include <cstddef>

@@ -37,8 +37,8 @@ namespace {
 // after the kernels queued so far (order_comm_after), so it runs while the rest of backward computes. Stages 0-1 do
 // this during the last micro-batch's backward (announced by begin_micro_batch; unannounced, everything is reduced at
 // the boundary), stage 2 during every micro-batch's, adding each micro-batch's reduced shards into the fp32 gradient
-// partition. A bucket is completed at the end of the micro-batch (with overlap_comm) or right after its launch
-// (without): the model's stream waits for the collective on the device (Work::wait_on_stream) where the backend can,
+// partition. A bucket is completed at the end of the micro-batch (with overlap_comm; at stage 2 earlier when the next
+// bucket needs its staging slot) or right after its launch (without): the model's stream waits for the collective on the device (Work::wait_on_stream) where the backend can,
 // on the host otherwise. Every collective's buffers are the engine's own for the whole run (no transient block is
 // handed to another stream), so no record_stream is needed.
 // Stage 2 holds no full-size gradient in the model: each unit's gradient is written into a buffer of its own, taken
