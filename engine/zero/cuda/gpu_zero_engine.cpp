@@ -37,8 +37,8 @@ namespace {
 // after the kernels queued so far (order_comm_after), so it runs while the rest of backward computes. Stages 0-1 do
 // this during the last micro-batch's backward (announced by begin_micro_batch; unannounced, everything is reduced at
 // the boundary), stage 2 during every micro-batch's, adding each micro-batch's reduced shards into the fp32 gradient
-// partition. A bucket is completed at the end of the micro-batch (with overlap_comm) or right after its launch
-// (without): the model's stream waits for the collective on the device (Work::wait_on_stream) where the backend can,
+// partition. A bucket is completed at the end of the micro-batch (with overlap_comm; at stage 2 earlier when the next
+// bucket needs its staging slot) or right after its launch (without): the model's stream waits for the collective on the device (Work::wait_on_stream) where the backend can,
 // on the host otherwise. Every collective's buffers are the engine's own for the whole run (no transient block is
 // handed to another stream), so no record_stream is needed.
 // Stage 2 holds no full-size gradient in the model: each unit's gradient is written into a buffer of its own, taken
@@ -47,6 +47,9 @@ namespace {
 template <typename S>
 class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReducer {
   static constexpr bool kMixed = !std::is_same_v<S, float>;
+  // Stage 2's staging slots: one bucket's collective in flight while the next bucket is filled, as DeepSpeed's
+  // double-buffered reduce_bucket_size buffers.
+  static constexpr size_t kStage2StagingSlots = 2;
 
  public:
   GpuZeroEngine(const Config& cfg, const GPT2& layout, const InitialWeights& init,
@@ -91,14 +94,11 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
     partials_ = take<float>(cuda::kSumSquaresPartials);
     sum_squares_ = take<double>(1);
     overflow_flag_ = take<int>(1);
+    plan_reduction();
     if (partitioned_) {
-      size_t at = 0;
-      for (const UnitShard& u : map_.units()) {
-        padded_offset_.push_back(at);
-        at += u.padded;
-      }
-      padded_ = take<float>(at);
-      padded_n_ = at;
+      padded_n_ = staging_.total;
+      padded_ = take<float>(padded_n_);
+      gather_chunks_ = plan_gather_chunks(map_, padded_n_);
       reduced_ = take<float>(state_n_);
       std::vector<float> part(state_n_);
       map_.flat_to_partition(init, part.data(), rank_);
@@ -117,7 +117,6 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
       reduced_ = model_grads();
     }
     for_each_initial_chunk(init, [&](size_t at, size_t n, const float* host) { model_->upload_params(at, n, host); });
-    plan_reduction();
     model_->set_hooks(this);
   }
 
@@ -199,7 +198,8 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
     // (fp32 master, where it is not the model's own parameters,) exp_avg, exp_avg_sq (SGD: momentum_buffer)
     m.optimizer_bytes =
         ((partitioned_ || kMixed ? 1 : 0) + optimizer_state_names(cfg_.optimizer).size()) * state_n_ * sizeof(float);
-    // The padded staging; at stage 1 the reduced partition, at stage 2 the peak of the units' gradient buffers.
+    // The staging (stage 1: every bucket padded; stage 2: its few bucket-sized slots); at stage 1 the reduced
+    // partition, at stage 2 the peak of the units' gradient buffers.
     m.comm_bytes = !partitioned_ ? 0
                    : stage_ == 2 ? padded_n_ * sizeof(float) + peak_unit_grad_bytes_
                                  : (padded_n_ + state_n_) * sizeof(float);
@@ -227,12 +227,13 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
                           static_cast<size_t>(std::max<int64_t>(cfg_.zero.allgather_bucket_size, 1)), gather_scratch_);
       return;
     }
-    const float* gathered = world_ == 1 ? master_ : padded_;
-    if (world_ > 1) allgather_units(master_, padded_, DType::F32);
     const std::vector<UnitShard>& units = map_.units();
-    for (size_t u = 0; u < units.size(); ++u)
-      ZT_CUDA_CHECK(cudaMemcpyAsync(out + units[u].flat_offset, gathered + padded_offset_[u],
-                                    units[u].numel * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    gather_in_chunks<float>(
+        DType::F32, [&](const GatherChunk& c) -> const float* { return master_ + units[c.first].local_offset; },
+        [&](size_t u, const float* unit) {
+          ZT_CUDA_CHECK(cudaMemcpyAsync(out + units[u].flat_offset, unit, units[u].numel * sizeof(float),
+                                        cudaMemcpyDeviceToHost, stream_));
+        });
     ZT_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
 
@@ -317,9 +318,11 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
   // ---- reduction during backward ----
 
   // Buckets of units in backward order (GPT-2 completes units L+1, L, ..., 1, 0), so a bucket is a run of
-  // consecutive units: one range of the flat gradient (stage 0) and of the partition (stages 1-2). At stages 1-2
+  // consecutive units: one range of the flat gradient (stage 0) and of the partition (stages 1-2). At stage 1
   // bucket b has its own region of the fp32 staging buffer (padded_, as many elements), laid out as the
-  // reduce-scatter wants it (bucket_staging).
+  // reduce-scatter wants it (bucket_staging); at stage 2 the buckets share kStage2StagingSlots regions, each as large
+  // as its largest bucket (shared_bucket_staging), a region refilled only once its previous bucket is completed
+  // (claim_staging), so one bucket's collective runs while the next is filled and no full-size buffer exists.
   void plan_reduction() {
     const std::vector<UnitShard>& units = map_.units();
     std::vector<size_t> elements;
@@ -335,9 +338,12 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
     }
     schedule_ = std::make_unique<GradientReduceSchedule>(
         std::move(elements), order, static_cast<size_t>(std::max<int64_t>(cfg_.zero.reduce_bucket_size, 1)),
-        cfg_.zero.overlap_comm, static_cast<BucketReducer&>(*this));
+        cfg_.zero.overlap_comm, static_cast<BucketReducer&>(*this), stage_ == 2 ? kStage2StagingSlots : 0);
     bucket_work_.resize(schedule_->buckets().size());
-    if (partitioned_) staging_ = bucket_staging(schedule_->buckets(), map_);
+    if (stage_ == 2)
+      staging_ = shared_bucket_staging(schedule_->buckets(), map_, schedule_->staging_slots());
+    else if (partitioned_)
+      staging_ = bucket_staging(schedule_->buckets(), map_);
   }
 
   void before_forward(int) override {}
@@ -357,6 +363,7 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
     if (stage_ == 2) {  // this micro-batch's gradient of the unit into its bucket's staging, and its buffer back
       const size_t u = static_cast<size_t>(unit);
       const size_t bucket = schedule_->bucket_of(unit);
+      schedule_->claim_staging(unit);  // the slot's previous bucket completed (queued on this stream) first
       copy_unit_shards(padded_ + staging_.base[bucket] + staging_.in_chunk[u], staging_.chunk[bucket],
                        map_.units()[u], unit_grads_[u]);
       release_unit_grad(unit);  // its next user is queued on this stream after the copy
@@ -457,40 +464,57 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
     }
   }
 
-  // Every rank's shard of each unit (partition layout, `part`) into the unit's padded slot of `gathered`.
-  template <typename U>
-  void allgather_units(const U* part, U* gathered, DType type) {
+  // The partitioned weights gathered chunk by chunk (gather_chunks_: runs of units whose padded sizes fit the
+  // staging, padded_n_ elements of U) through the staging, which is idle between reductions. chunk_partition(c)
+  // gives this rank's shards of c's units in partition layout (unit c.first's first); use(u, unit) reads unit u's
+  // padded gathered weights, on the stream, before the next chunk's allgather overwrites them (each chunk's
+  // collectives are ordered after the work queued so far).
+  template <typename U, typename ChunkPartition, typename Use>
+  void gather_in_chunks(DType type, ChunkPartition chunk_partition, Use use) {
     const std::vector<UnitShard>& units = map_.units();
-    order_comm_after_compute();
+    U* gathered = reinterpret_cast<U*>(padded_);
     std::vector<std::shared_ptr<Work>> works;
-    for (size_t u = 0; u < units.size(); ++u)
-      works.push_back(device_pg_->allgather_async(part + units[u].local_offset, gathered + padded_offset_[u],
-                                                  units[u].shard, type));
-    for (auto& w : works) w->wait();
+    for (const GatherChunk& c : gather_chunks_) {
+      const U* part = chunk_partition(c);
+      const size_t first_local = units[c.first].local_offset;
+      if (world_ > 1) {
+        order_comm_after_compute();
+        works.clear();
+        for (size_t u = c.first; u < c.end; ++u)
+          works.push_back(device_pg_->allgather_async(part + (units[u].local_offset - first_local),
+                                                      gathered + c.at[u - c.first], units[u].shard, type));
+        for (auto& w : works) w->wait();
+      }
+      // With one rank a unit's shard is the whole padded unit.
+      for (size_t u = c.first; u < c.end; ++u)
+        use(u, world_ > 1 ? gathered + c.at[u - c.first] : part + (units[u].local_offset - first_local));
+    }
   }
 
   // The updated fp32 partition (this rank's: the master, or with offload the weights uploaded over the reduced
-  // gradients), in the storage type, gathered unit by unit and copied into the model. In 16 bits the partition is
-  // cast first (rounding commutes with gathering, and half the bytes travel) into the upper half of the padded
-  // buffer, which is idle until the next reduction: the gathered 16-bit units fill its lower half, and the partition
-  // (state_n_ <= padded_n_ elements) may be the reduced gradients themselves, so it cannot be cast in place.
+  // gradients), in the storage type, gathered chunk by chunk and copied into the model. In 16 bits each chunk's
+  // partition is cast first (rounding commutes with gathering, and half the bytes travel) into the upper half of the
+  // staging: the gathered 16-bit units fill at most its lower half (padded_n_ 16-bit elements), and the partition may
+  // be the reduced gradients themselves, so it cannot be cast in place.
   void publish_params(const float* partition) {
-    const S* part = nullptr;
-    if constexpr (kMixed) {
-      S* part16 = reinterpret_cast<S*>(padded_) + padded_n_;
-      cuda::cast(part16, partition, state_n_, stream_);
-      part = part16;
-    } else {
-      part = partition;
-    }
-    S* gathered = reinterpret_cast<S*>(padded_);
-    if (world_ > 1) allgather_units(part, gathered, dtype_of<S>());
-    const S* from = world_ == 1 ? part : gathered;  // with one rank the partition is the padded layout
-    S* params = model_params();
     const std::vector<UnitShard>& units = map_.units();
-    for (size_t u = 0; u < units.size(); ++u)
-      ZT_CUDA_CHECK(cudaMemcpyAsync(params + units[u].flat_offset, from + padded_offset_[u],
-                                    units[u].numel * sizeof(S), cudaMemcpyDeviceToDevice, stream_));
+    S* params = model_params();
+    gather_in_chunks<S>(
+        dtype_of<S>(),
+        [&](const GatherChunk& c) -> const S* {
+          const float* from = partition + units[c.first].local_offset;
+          if constexpr (kMixed) {
+            S* part16 = reinterpret_cast<S*>(padded_) + padded_n_;
+            cuda::cast(part16, from, c.padded / static_cast<size_t>(world_), stream_);
+            return part16;
+          } else {
+            return from;
+          }
+        },
+        [&](size_t u, const S* unit) {
+          ZT_CUDA_CHECK(cudaMemcpyAsync(params + units[u].flat_offset, unit, units[u].numel * sizeof(S),
+                                        cudaMemcpyDeviceToDevice, stream_));
+        });
   }
 
   const Config& cfg_;
@@ -508,7 +532,7 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
   bool decoupled_ = true;
   size_t state_n_ = 0, padded_n_ = 0;
   std::vector<DecayRange> ranges_;  // over the buffers the update runs on (full model or partition)
-  std::vector<size_t> padded_offset_;
+  std::vector<GatherChunk> gather_chunks_;  // partitioned stages: the allgather's runs of units through padded_
   std::vector<void*> blocks_;
   cudaEvent_t grads_ready_ = nullptr;
   float *exp_avg_ = nullptr, *exp_avg_sq_ = nullptr, *partials_ = nullptr;
@@ -518,7 +542,9 @@ class GpuZeroEngine : public ZeroEngine, private UnitHooks, private BucketReduce
   // or the model's own parameters in fp32; none with offload). reduced_: the fp32 reduced gradients it reads, laid
   // out alike.
   float *master_ = nullptr, *reduced_ = nullptr;
-  float* padded_ = nullptr;  // partitioned stages only: every unit padded, for the collectives
+  // Partitioned stages only: the collectives' fp32 staging (stage 1: every unit padded; stage 2: a few bucket-sized
+  // slots), padded_n_ elements, also the allgather's buffer between reductions.
+  float* padded_ = nullptr;
   std::unique_ptr<HostOffloadOptimizer> offload_;  // offload_optimizer.device = cpu: master and state on the host
   std::unique_ptr<GradientReduceSchedule> schedule_;
   bool reduce_in_backward_ = false;  // stages 0-1: this micro-batch is the step's last (begin_micro_batch)
