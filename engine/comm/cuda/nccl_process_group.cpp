@@ -24,6 +24,17 @@ using Clock = std::chrono::steady_clock;
 void check_cuda(cudaError_t e, const std::string& what) {
   if (e != cudaSuccess) throw RuntimeError("CUDA error in " + what + ": " + cudaGetErrorString(e));
 }
+// Whether the event has completed, without waiting. cudaErrorNotReady is cleared from the runtime's last error, which
+// the engines' kernel-launch checks (cudaGetLastError) would otherwise report as a failed launch.
+bool event_done(cudaEvent_t event, const std::string& what) {
+  const cudaError_t q = cudaEventQuery(event);
+  if (q == cudaErrorNotReady) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  check_cuda(q, what);
+  return true;
+}
 void check_nccl(ncclResult_t r, const std::string& what) {
   if (r != ncclSuccess) throw RuntimeError("NCCL error in " + what + ": " + ncclGetErrorString(r));
 }
@@ -54,9 +65,7 @@ class NcclWork : public Work {
   void wait() override {
     auto deadline = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(timeout_s_ * 1000));
     while (true) {
-      cudaError_t q = cudaEventQuery(done_);
-      if (q == cudaSuccess) return;
-      if (q != cudaErrorNotReady) check_cuda(q, what_);
+      if (event_done(done_, what_)) return;
       ncclResult_t async_err = ncclSuccess;
       ncclCommGetAsyncError(comm_, &async_err);
       if (async_err != ncclSuccess) check_nccl(async_err, what_);
@@ -69,7 +78,7 @@ class NcclWork : public Work {
       std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
   }
-  bool is_completed() override { return cudaEventQuery(done_) == cudaSuccess; }
+  bool is_completed() override { return event_done(done_, what_); }
   bool wait_on_stream(void* stream) override {
     check_cuda(cudaStreamWaitEvent(static_cast<cudaStream_t>(stream), done_, 0), what_);
     return true;
