@@ -5,8 +5,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <thread>
 
 #include "engine/base/error.h"
@@ -182,6 +184,32 @@ TEST(Comm, NcclCollectivesOnOneGpu) {
     EXPECT_FLOAT_EQ(back[i], host[i]);
     EXPECT_FLOAT_EQ(back[4 + i], host[i]);
   }
+  cudaFree(dev);
+#else
+  GTEST_SKIP() << "built without CUDA: no NCCL backend";
+#endif
+}
+
+// Waiting on a collective that is still running polls its event (cudaEventQuery: cudaErrorNotReady); that must not
+// stay behind as the runtime's last error, which the engines' next kernel-launch check (cudaGetLastError) would
+// report as a failed launch. A host function on the legacy stream, which NCCL's stream waits for, keeps the
+// collective pending for a while.
+TEST(Comm, NcclWaitLeavesNoLaunchError) {
+#ifdef ZT_HAVE_CUDA
+  if (!nccl_available()) GTEST_SKIP() << "no GPU: the NCCL backend is compiled but not run";
+  auto store = std::make_shared<LocalStore>();
+  auto g = make_process_group(CommBackend::Auto, 0, 1, store, 30.0, Device::Cuda);
+  float* dev = nullptr;
+  ASSERT_EQ(cudaMalloc(&dev, 4 * sizeof(float)), cudaSuccess);
+  ASSERT_EQ(cudaMemset(dev, 0, 4 * sizeof(float)), cudaSuccess);
+  auto sleep_200ms = [](void*) { std::this_thread::sleep_for(std::chrono::milliseconds(200)); };
+  ASSERT_EQ(cudaLaunchHostFunc(cudaStreamLegacy, sleep_200ms, nullptr), cudaSuccess);
+  std::shared_ptr<Work> w = g->allreduce_async(dev, 4, DType::F32, ReduceOp::Sum);
+  EXPECT_FALSE(w->is_completed());  // the host function is still sleeping
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);
+  w->wait();
+  EXPECT_TRUE(w->is_completed());
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);
   cudaFree(dev);
 #else
   GTEST_SKIP() << "built without CUDA: no NCCL backend";

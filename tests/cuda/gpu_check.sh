@@ -32,7 +32,7 @@ limit() {
 start=$SECONDS
 timeout "$(limit 120)" cmake -S . -B "$build" -DZT_WERROR=ON -DZT_CUDA=ON > "$out/configure.log" 2>&1 &&
   timeout "$(limit 420)" cmake --build "$build" -j"$(nproc)" --target test_cuda cuda_model_step_bench \
-    cuda_offload_step_bench zerotrain test_config > "$out/build.log" 2>&1
+    cuda_offload_step_bench zerotrain test_config test_comm zt_comm_worker zt_launch > "$out/build.log" 2>&1
 build_rc=$?
 echo "build: rc=$build_rc in $((SECONDS - start)) s" | tee -a "$out/summary.txt"
 [ $build_rc -eq 0 ] || { tail -40 "$out/build.log"; exit $build_rc; }
@@ -41,6 +41,13 @@ timeout "$(limit 300)" "$build/tests/test_cuda" --gtest_output="xml:$out/test_cu
 test_rc=$?
 echo "test_cuda: rc=$test_rc" | tee -a "$out/summary.txt"
 grep -E "^\[  (FAILED|SKIPPED|PASSED) " "$out/test_cuda.log" | tee -a "$out/summary.txt"
+# The device-buffer process groups (NCCL on one GPU, Gloo staged through pinned memory with 2 and 3 ranks).
+timeout "$(limit 90)" "$build/tests/test_comm" --gtest_filter='Comm.Nccl*:Comm.GlooWithPinnedStagingOnGpuBuffers' \
+  > "$out/test_comm_gpu.log" 2>&1
+comm_rc=$?
+echo "test_comm (GPU cases): rc=$comm_rc" | tee -a "$out/summary.txt"
+grep -E "^\[  (FAILED|SKIPPED|PASSED) " "$out/test_comm_gpu.log" | tee -a "$out/summary.txt"
+[ $comm_rc -eq 0 ] || [ $test_rc -ne 0 ] || test_rc=$comm_rc
 
 # Training on the GPU, most telling first: the GPU-vs-CPU parity test (stages 0-3, 1 and 2 ranks, fp32, bf16 and
 # fp16, optimizer offload to the CPU at stages 1-2 in fp32 and bf16, resume at stages 1 and 3 and across offload

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -23,6 +24,17 @@ using Clock = std::chrono::steady_clock;
 
 void check_cuda(cudaError_t e, const std::string& what) {
   if (e != cudaSuccess) throw RuntimeError("CUDA error in " + what + ": " + cudaGetErrorString(e));
+}
+// Whether the event has completed, without waiting. cudaErrorNotReady is cleared from the runtime's last error, which
+// the engines' kernel-launch checks (cudaGetLastError) would otherwise report as a failed launch.
+bool event_done(cudaEvent_t event, const std::string& what) {
+  const cudaError_t q = cudaEventQuery(event);
+  if (q == cudaErrorNotReady) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  check_cuda(q, what);
+  return true;
 }
 void check_nccl(ncclResult_t r, const std::string& what) {
   if (r != ncclSuccess) throw RuntimeError("NCCL error in " + what + ": " + ncclGetErrorString(r));
@@ -46,22 +58,31 @@ ncclRedOp_t nccl_op(ReduceOp op) {
 }
 const char* type_name(DType t) { return t == DType::F32 ? "f32" : t == DType::BF16 ? "bf16" : "f16"; }
 
+// ncclCommAbort frees the communicator: once a work aborted it (timeout, asynchronous error), the group and its
+// other works must not pass it to NCCL again (ncclCommDestroy or ncclCommGetAsyncError on it would be a
+// use-after-free), so they share this flag.
+using AbortedFlag = std::shared_ptr<bool>;
+
 class NcclWork : public Work {
  public:
-  NcclWork(cudaEvent_t done, ncclComm_t comm, std::string what, double timeout_s)
-      : done_(done), comm_(comm), what_(std::move(what)), timeout_s_(timeout_s) {}
+  NcclWork(cudaEvent_t done, ncclComm_t comm, AbortedFlag aborted, std::string what, double timeout_s)
+      : done_(done), comm_(comm), aborted_(std::move(aborted)), what_(std::move(what)), timeout_s_(timeout_s) {}
   ~NcclWork() override { cudaEventDestroy(done_); }
   void wait() override {
     auto deadline = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(timeout_s_ * 1000));
     while (true) {
-      cudaError_t q = cudaEventQuery(done_);
-      if (q == cudaSuccess) return;
-      if (q != cudaErrorNotReady) check_cuda(q, what_);
+      if (event_done(done_, what_)) return;
+      if (*aborted_) throw RuntimeError(what_ + ": the NCCL communicator was aborted by an earlier failure");
       ncclResult_t async_err = ncclSuccess;
       ncclCommGetAsyncError(comm_, &async_err);
-      if (async_err != ncclSuccess) check_nccl(async_err, what_);
+      if (async_err != ncclSuccess) {
+        // NCCL's kernels may never finish after an asynchronous error: abort, or the group's destructor (stream
+        // synchronize) would hang while the error propagates.
+        abort();
+        check_nccl(async_err, what_);
+      }
       if (Clock::now() > deadline) {
-        ncclCommAbort(comm_);
+        abort();
         char secs[32];
         std::snprintf(secs, sizeof(secs), "%g", timeout_s_);
         throw RuntimeError(what_ + " timed out after " + secs + " s (NCCL); communicator aborted");
@@ -69,7 +90,11 @@ class NcclWork : public Work {
       std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
   }
-  bool is_completed() override { return cudaEventQuery(done_) == cudaSuccess; }
+  bool is_completed() override { return event_done(done_, what_); }
+  void abort() {
+    ncclCommAbort(comm_);
+    *aborted_ = true;
+  }
   bool wait_on_stream(void* stream) override {
     check_cuda(cudaStreamWaitEvent(static_cast<cudaStream_t>(stream), done_, 0), what_);
     return true;
@@ -78,6 +103,7 @@ class NcclWork : public Work {
  private:
   cudaEvent_t done_;
   ncclComm_t comm_;
+  AbortedFlag aborted_;
   std::string what_;
   double timeout_s_;
 };
@@ -103,7 +129,7 @@ class NcclProcessGroup : public ProcessGroup {
   }
   ~NcclProcessGroup() override {
     cudaStreamSynchronize(stream_);
-    ncclCommDestroy(comm_);
+    if (!*aborted_) ncclCommDestroy(comm_);  // an aborted communicator is already freed
     cudaStreamDestroy(stream_);
     cudaFree(scratch_);
   }
@@ -151,6 +177,7 @@ class NcclProcessGroup : public ProcessGroup {
 
   template <typename F>
   std::shared_ptr<Work> launch(const std::string& what, F&& call) {
+    if (*aborted_) throw RuntimeError(what + ": the NCCL communicator was aborted by an earlier failure");
     cudaEvent_t ready, done;
     check_cuda(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming), what);
     check_cuda(cudaEventRecord(ready, cudaStreamLegacy), what);
@@ -159,7 +186,7 @@ class NcclProcessGroup : public ProcessGroup {
     check_nccl(call(), what);
     check_cuda(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), what);
     check_cuda(cudaEventRecord(done, stream_), what);
-    return std::make_shared<NcclWork>(done, comm_, what, timeout_s_);
+    return std::make_shared<NcclWork>(done, comm_, aborted_, what, timeout_s_);
   }
 
   int rank_;
@@ -169,6 +196,7 @@ class NcclProcessGroup : public ProcessGroup {
   std::string key_;
   double timeout_s_;
   ncclComm_t comm_ = nullptr;
+  AbortedFlag aborted_ = std::make_shared<bool>(false);
   cudaStream_t stream_ = nullptr;
   float* scratch_ = nullptr;
   std::map<std::string, int> subgroup_count_;

@@ -486,7 +486,11 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
   // UploadEvents (offload_param nvme): a unit's upload from its swapper buffer, by its event on the copy stream.
   bool done(int unit) override {
     const cudaError_t e = cudaEventQuery(uploaded_[idx(unit)]);
-    if (e == cudaErrorNotReady) return false;
+    if (e == cudaErrorNotReady) {
+      // Not an error, but the runtime may keep it as the last error, and the next ZT_CUDA_CHECK_LAUNCH would throw it.
+      (void)cudaGetLastError();
+      return false;
+    }
     ZT_CUDA_CHECK(e);
     return true;
   }
