@@ -6,8 +6,9 @@
 
 namespace zt::offload {
 
-// How the pool gets its memory. The default is posix_memalign(4096) + best-effort mlock. A CUDA build registers
-// cudaHostAlloc/cudaFreeHost here (before creating pools) so that the buffers are pinned for async H2D/D2H copies.
+// How the pool gets its memory. The default is posix_memalign(4096) + best-effort mlock. The GPU training path
+// registers memory registered with CUDA here before creating pools (engine/zero/cuda/pinned_host_allocator.h), so
+// that the buffers are pinned, as CUDA knows it, for async H2D/D2H copies.
 struct HostAllocator {
   void* (*allocate)(size_t bytes) = nullptr;  // must return 4096-aligned memory or nullptr
   void (*release)(void* p, size_t bytes) = nullptr;

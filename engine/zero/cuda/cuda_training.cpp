@@ -7,6 +7,7 @@
 #include "engine/model/cuda/gpt2_cuda.h"
 #include "engine/zero/cuda/gpu_zero_engine.h"
 #include "engine/zero/cuda/nvtx_range.h"
+#include "engine/zero/cuda/pinned_host_allocator.h"
 #include "engine/zero/mixed_precision.h"
 #include "kernels/cuda/attention.h"
 
@@ -70,6 +71,8 @@ CudaTraining make_cuda_training(const Config& cfg, const GPT2& layout, const Ini
   auto gpu = std::make_shared<cuda::GPT2Cuda>(layout.dims(), layout.params(), flash,
                                               storage_for(cfg), /*own_buffers=*/cfg.zero.stage != 3,
                                               cfg.activation_checkpointing.enabled);
+  // The engines' swap buffer pools (NVMe offload) are made below: registered with CUDA, as DeepSpeed pins its.
+  cuda::use_pinned_host_buffers();
   CudaTraining t;
   t.engine = make_gpu_zero_engine(cfg, layout, init, gpu, host_pg, device_pg);
   t.model = std::make_unique<GpuStepModel>(std::move(gpu));
