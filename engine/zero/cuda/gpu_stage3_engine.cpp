@@ -122,8 +122,7 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
     if (offload_optimizer) {
       offload_ = std::make_unique<HostOffloadOptimizer>(cfg, part_n_, ranges_, part.data(), stream_, rank_);
       set_working_from_host(part.data());
-      planner_->end_step();
-      check_gathers();  // the persistent units' gathers, finished by end_step
+      gather_persistent_units();
     } else {
       ZT_CUDA_CHECK(cudaMemsetAsync(exp_avg_, 0, part_n_ * sizeof(float), stream_));
       if (exp_avg_sq_) ZT_CUDA_CHECK(cudaMemsetAsync(exp_avg_sq_, 0, part_n_ * sizeof(float), stream_));
@@ -187,8 +186,7 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
           working_from_device_fp32(grads_);
         }
       }
-      planner_->end_step();
-      check_gathers();  // the persistent units' gathers, finished by end_step
+      gather_persistent_units();
       return r;
     }
     if (finish_gradients(host_pg_, scaler_, grads, cfg_.gradient_clipping, /*partitioned=*/true, r)) {
@@ -280,8 +278,7 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
       std::vector<float> master(part_n_);
       offload_->export_state("master", master.data());
       set_working_from_host(master.data());
-      planner_->end_step();
-      check_gathers();  // the persistent units' gathers, finished by end_step
+      gather_persistent_units();
     } else {
       publish_master();
     }
@@ -449,8 +446,12 @@ class GpuStage3Engine : public ZeroEngine, private UnitHooks, private UnitGather
   // and gathers the persistent ones again.
   void publish_master() {
     if constexpr (kMixed) cuda::cast(working_, master_, part_n_, stream_);
+    gather_persistent_units();
+  }
+  // The planner's end of step gathers the persistent units again; their gathers are checked at once.
+  void gather_persistent_units() {
     planner_->end_step();
-    check_gathers();  // the persistent units' gathers, finished by end_step
+    check_gathers();
   }
 
   // ---- offload ----
